@@ -1,0 +1,30 @@
+# pg_oncall — the two commands: `make demo` (the main job) and `make test` (everything).
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGRX_TEST_PGDATA ?= /tmp/pg_oncall-pgrx-tests
+export PGRX_PG_CONFIG_PATH := $(PG_CONFIG)
+
+.PHONY: setup test test-unit test-pg test-e2e install demo bench
+
+setup:
+	@bash scripts/setup.sh
+
+# Unit tests (pure Rust), in-server #[pg_test]s, then end-to-end tests with real sessions.
+test: setup test-unit test-pg test-e2e
+
+test-unit:
+	cargo test -p oncall-core -p fake-pagerduty
+
+test-pg:
+	bash scripts/pgrx-test.sh
+
+test-e2e: install
+	@if [ -d e2e ]; then cargo test -p e2e -- --test-threads=1; fi
+
+install: setup
+	bash scripts/install.sh
+
+demo: setup install
+	bash scripts/demo.sh
+
+bench: setup install
+	bash bench/run.sh

@@ -1,0 +1,227 @@
+//! This backend's access decisions: the session user's identity and whether it is on call
+//! (for `check_oncall_access()` and for a gated role), answered from the snapshot and cached
+//! until the snapshot or a setting changes or the next shift boundary passes.
+
+use std::cell::RefCell;
+
+use oncall_core::decision::{self, Decision, LevelBounds, Reason, Rule, ShiftView};
+use pgrx::pg_sys;
+
+use crate::guc;
+use crate::snapshot::{self, RoleEntry, View};
+
+/// PostgreSQL timestamps count from 2000-01-01; the snapshot counts from 1970-01-01.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800 * 1_000_000;
+
+pub fn unix_from_pg(ts: pg_sys::TimestampTz) -> i64 {
+    ts.saturating_add(PG_EPOCH_OFFSET_US)
+}
+
+pub fn pg_from_unix(us: i64) -> pg_sys::TimestampTz {
+    us.saturating_sub(PG_EPOCH_OFFSET_US)
+}
+
+/// Wall-clock now, for gate decisions (a role switch happens now, not at statement start).
+pub fn now() -> i64 {
+    // SAFETY: plain clock read, callable from any backend state.
+    unix_from_pg(unsafe { pg_sys::GetCurrentTimestamp() })
+}
+
+/// The current statement's start: stable within a statement, as a STABLE function must be.
+pub fn statement_now() -> i64 {
+    // SAFETY: reads a backend-local variable.
+    unix_from_pg(unsafe { pg_sys::GetCurrentStatementStartTimestamp() })
+}
+
+pub fn session_user_oid() -> pg_sys::Oid {
+    // SAFETY: reads a backend-local variable set at login.
+    unsafe { pg_sys::GetSessionUserId() }
+}
+
+/// Who the session user is to PagerDuty.
+#[derive(Clone)]
+pub struct Identity {
+    pub role_name: String,
+    pub email: Option<String>,
+}
+
+struct CacheKey {
+    generation: u64,
+    config_epoch: u64,
+    session_user: pg_sys::Oid,
+}
+
+impl CacheKey {
+    fn current() -> CacheKey {
+        CacheKey {
+            generation: snapshot::generation(),
+            config_epoch: guc::config_epoch(),
+            session_user: session_user_oid(),
+        }
+    }
+
+    fn same(&self, other: &CacheKey) -> bool {
+        self.generation == other.generation
+            && self.config_epoch == other.config_epoch
+            && self.session_user == other.session_user
+    }
+}
+
+struct CachedDecision {
+    key: CacheKey,
+    rule: RuleKey,
+    decided_at: i64,
+    /// `None`: the role is not gated (valid until the snapshot changes).
+    decision: Option<Decision>,
+}
+
+impl CachedDecision {
+    fn answers(&self, key: &CacheKey, rule: RuleKey, now: i64) -> bool {
+        self.key.same(key)
+            && self.rule == rule
+            && now >= self.decided_at
+            && self.decision.and_then(|d| d.valid_until).map_or(true, |t| now < t)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RuleKey {
+    AnyPolicy,
+    Role(pg_sys::Oid),
+}
+
+const CACHED_DECISIONS: usize = 8;
+
+#[derive(Default)]
+struct Cache {
+    identity: Option<(CacheKey, Identity)>,
+    decisions: Vec<CachedDecision>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+fn role_name_of(oid: pg_sys::Oid) -> String {
+    // SAFETY: syscache lookup by OID; with noerr=true it returns NULL for a dropped role.
+    let name = unsafe { pg_sys::GetUserNameFromId(oid, true) };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: a palloc'd NUL-terminated role name.
+    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
+}
+
+/// The identity of the session user, cached per snapshot generation and settings epoch.
+/// Needs a transaction (it reads the role name once); the gate calls it only from one.
+pub fn session_identity() -> Identity {
+    let key = CacheKey::current();
+    if let Some(identity) = CACHE.with_borrow(|c| c.identity.as_ref().filter(|(k, _)| k.same(&key)).map(|(_, i)| i.clone())) {
+        return identity;
+    }
+    let role_name = role_name_of(key.session_user);
+    let identity = identity_of(&role_name);
+    CACHE.with_borrow_mut(|c| c.identity = Some((key, identity.clone())));
+    identity
+}
+
+/// The identity of any role (the login gate decides for the role logging in).
+pub fn identity_of(role_name: &str) -> Identity {
+    let mapped = snapshot::read(|view| view.identity_email(role_name).map(str::to_owned)).flatten();
+    let domain = guc::email_domain();
+    let email = decision::identity_for(role_name, mapped.as_deref(), &domain).map(|e| decision::normalize_email(&e));
+    Identity { role_name: role_name.to_owned(), email }
+}
+
+fn level_bounds(rule_min: Option<i32>, rule_max: Option<i32>) -> LevelBounds {
+    let (default_min, default_max) = guc::level_defaults();
+    LevelBounds::resolve(rule_min, rule_max, default_min, default_max)
+}
+
+fn stale_at(view: &View) -> Option<i64> {
+    decision::stale_at(view.last_sync_success, guc::max_staleness_us())
+}
+
+fn shift_views<'v>(view: &View<'v>, email: &str) -> Vec<ShiftView<'v>> {
+    view.shifts_of(email).iter().map(|s| s.view()).collect()
+}
+
+/// Decides for `email` under a role's rule, inside the snapshot read.
+pub fn decide_for_role(view: &View, role: &RoleEntry, email: Option<&str>, now: i64) -> Decision {
+    let Some(email) = email else { return Decision::deny(Reason::NoIdentity) };
+    let rule = Rule {
+        escalation_policy_ids: view.ids(role.escalation_policy_ids),
+        schedule_ids: view.ids(role.schedule_ids),
+        levels: level_bounds(role.min_escalation_level, role.max_escalation_level),
+    };
+    decision::decide(&shift_views(view, email), &rule, now, stale_at(view))
+}
+
+fn decide_any_policy(view: &View, email: Option<&str>, now: i64) -> Decision {
+    let Some(email) = email else { return Decision::deny(Reason::NoIdentity) };
+    let rule = decision::any_policy_rule(level_bounds(None, None));
+    decision::decide(&shift_views(view, email), &rule, now, stale_at(view))
+}
+
+fn cached(key: &CacheKey, rule: RuleKey, now: i64) -> Option<Option<Decision>> {
+    CACHE.with_borrow(|c| c.decisions.iter().find(|d| d.answers(key, rule, now)).map(|d| d.decision))
+}
+
+fn remember(key: CacheKey, rule: RuleKey, now: i64, decision: Option<Decision>) {
+    CACHE.with_borrow_mut(|c| {
+        c.decisions.retain(|d| d.rule != rule && d.key.same(&key));
+        if c.decisions.len() >= CACHED_DECISIONS {
+            c.decisions.remove(0);
+        }
+        c.decisions.push(CachedDecision { key, rule, decided_at: now, decision });
+    });
+}
+
+/// Is the session user on call now under the default rule (any policy, default levels)?
+pub fn session_user_on_call(now: i64) -> Decision {
+    let key = CacheKey::current();
+    if let Some(Some(decision)) = cached(&key, RuleKey::AnyPolicy, now) {
+        return decision;
+    }
+    let identity = session_identity();
+    let decision = snapshot::read(|view| decide_any_policy(view, identity.email.as_deref(), now))
+        .unwrap_or(Decision::deny(Reason::NotLoaded));
+    remember(key, RuleKey::AnyPolicy, now, Some(decision));
+    decision
+}
+
+/// The answer for a role switch: `None` when the role is not gated.
+pub struct RoleAccess {
+    pub decision: Decision,
+    pub identity: Identity,
+}
+
+/// May the session user assume `role` now? `None` when the role is not gated. When the
+/// snapshot was never loaded, nothing is known to be gated: see the security model.
+pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: &str, now: i64) -> Option<RoleAccess> {
+    let key = CacheKey::current();
+    let identity = session_identity();
+    let decision = match cached(&key, RuleKey::Role(role_oid), now) {
+        Some(decision) => decision,
+        None => {
+            let decision = snapshot::read(|view| {
+                view.gated_role(role_oid, role_name)
+                    .map(|role| decide_for_role(view, role, identity.email.as_deref(), now))
+            })
+            .flatten();
+            remember(key, RuleKey::Role(role_oid), now, decision);
+            decision
+        }
+    };
+    decision.map(|decision| RoleAccess { decision, identity })
+}
+
+/// `oncall.is_on_call(email, min_level, policies)`: for policies that name a person.
+pub fn email_on_call(email: &str, min_level: Option<i32>, policies: Option<&[String]>, now: i64) -> bool {
+    let email = decision::normalize_email(email);
+    snapshot::read(|view| {
+        let rule = Rule { escalation_policy_ids: policies, schedule_ids: None, levels: level_bounds(min_level, None) };
+        decision::decide(&shift_views(view, &email), &rule, now, stale_at(view)).allowed
+    })
+    .unwrap_or(false)
+}

@@ -1,0 +1,47 @@
+//! pg_oncall: privileged PostgreSQL roles only while you are on call in PagerDuty.
+//! This file wires the pieces together; the data flow is PagerDuty → `worker` → tables →
+//! `snapshot` (shared memory) → `access` decisions → the SQL functions in `api`.
+
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgSqlErrorCode};
+
+mod access;
+mod api;
+mod guc;
+mod snapshot;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+mod worker;
+
+::pgrx::pg_module_magic!();
+
+pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+pgrx::extension_sql_file!("../sql/api.sql", name = "api", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: reads a postmaster-set flag; _PG_init runs single-threaded.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pg_oncall must be loaded via shared_preload_libraries",
+            "Add pg_oncall to shared_preload_libraries in postgresql.conf and restart the server."
+        );
+    }
+    guc::register();
+    snapshot::install_hooks();
+    worker::register_launcher();
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "shared_preload_libraries = 'pg_oncall'",
+            "pg_oncall.database = 'pgrx_tests'",
+        ]
+    }
+}

@@ -1,0 +1,554 @@
+//! The shared-memory snapshot every backend decides from: gated roles, identities and shifts,
+//! published whole by the worker under one LWLock with a generation counter, and the
+//! cluster-wide atomics beside it (worker wake-ups, refresh hand-shake, gate statistics).
+
+use std::mem::size_of;
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+
+use oncall_core::decision::{ShiftView, Source};
+use pgrx::pg_sys;
+
+use crate::guc;
+
+pub const NAME_LEN: usize = pg_sys::NAMEDATALEN as usize;
+pub const EMAIL_LEN: usize = 256;
+pub const ID_LEN: usize = 64;
+/// Policy and schedule ids a gated role may list, on average (the pool is shared).
+const IDS_PER_ROLE: usize = 16;
+pub const ROUTES: [&str; 7] = ["set_role", "set_config", "function_set", "startup_option", "role_default", "statement", "login"];
+pub const DECISIONS: [&str; 3] = ["allow", "deny", "audit_deny"];
+
+/// A bounded, NUL-free string stored inline; `len == u16::MAX` stands for SQL NULL.
+#[derive(Clone, Copy)]
+pub struct FixedStr<const N: usize> {
+    len: u16,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> FixedStr<N> {
+    const NULL: FixedStr<N> = FixedStr { len: u16::MAX, bytes: [0; N] };
+
+    /// `None` when the text does not fit: the caller refuses the whole snapshot.
+    pub fn new(text: Option<&str>) -> Option<FixedStr<N>> {
+        let Some(text) = text else { return Some(Self::NULL) };
+        if text.len() > N {
+            return None;
+        }
+        let mut out = FixedStr { len: text.len() as u16, bytes: [0; N] };
+        out.bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Some(out)
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        if self.len == u16::MAX {
+            return None;
+        }
+        // SAFETY: built only by `new` from a &str, so the bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len as usize]) })
+    }
+
+    pub fn text(&self) -> &str {
+        self.get().unwrap_or("")
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct ShiftEntry {
+    pub email: FixedStr<EMAIL_LEN>,
+    pub escalation_policy_id: FixedStr<ID_LEN>,
+    pub schedule_id: FixedStr<ID_LEN>,
+    pub escalation_level: Option<i32>,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub source: Source,
+}
+
+impl ShiftEntry {
+    pub fn view(&self) -> ShiftView<'_> {
+        ShiftView {
+            source: self.source,
+            escalation_policy_id: self.escalation_policy_id.get(),
+            schedule_id: self.schedule_id.get(),
+            escalation_level: self.escalation_level,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+        }
+    }
+}
+
+/// A slice of the shared id pool; `None` is SQL NULL ("any").
+#[derive(Clone, Copy)]
+pub struct IdRange {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy)]
+pub struct RoleEntry {
+    pub name: FixedStr<NAME_LEN>,
+    pub oid: pg_sys::Oid,
+    pub escalation_policy_ids: Option<IdRange>,
+    pub schedule_ids: Option<IdRange>,
+    pub min_escalation_level: Option<i32>,
+    pub max_escalation_level: Option<i32>,
+    pub gate_login: bool,
+}
+
+#[derive(Clone, Copy)]
+pub struct IdentityEntry {
+    pub role_name: FixedStr<NAME_LEN>,
+    pub email: FixedStr<EMAIL_LEN>,
+}
+
+/// What the worker read from the tables, ready to publish. Built in private memory so that a
+/// snapshot that does not fit is refused whole and the published one stays in place.
+#[derive(Default)]
+pub struct Snapshot {
+    roles: Vec<RoleEntry>,
+    ids: Vec<FixedStr<ID_LEN>>,
+    identities: Vec<IdentityEntry>,
+    shifts: Vec<ShiftEntry>,
+    pub last_sync_success: Option<i64>,
+}
+
+pub struct GatedRoleRow {
+    pub name: String,
+    pub oid: pg_sys::Oid,
+    pub escalation_policy_ids: Option<Vec<String>>,
+    pub schedule_ids: Option<Vec<String>>,
+    pub min_escalation_level: Option<i32>,
+    pub max_escalation_level: Option<i32>,
+    pub gate_login: bool,
+}
+
+#[derive(Debug)]
+pub struct TooLong(pub &'static str);
+
+impl Snapshot {
+    pub fn add_role(&mut self, row: GatedRoleRow) -> Result<(), TooLong> {
+        let name = FixedStr::new(Some(&row.name)).ok_or(TooLong("role name"))?;
+        let escalation_policy_ids = self.add_ids(row.escalation_policy_ids)?;
+        let schedule_ids = self.add_ids(row.schedule_ids)?;
+        self.roles.push(RoleEntry {
+            name,
+            oid: row.oid,
+            escalation_policy_ids,
+            schedule_ids,
+            min_escalation_level: row.min_escalation_level,
+            max_escalation_level: row.max_escalation_level,
+            gate_login: row.gate_login,
+        });
+        Ok(())
+    }
+
+    fn add_ids(&mut self, ids: Option<Vec<String>>) -> Result<Option<IdRange>, TooLong> {
+        let Some(ids) = ids else { return Ok(None) };
+        let start = self.ids.len() as u32;
+        for id in &ids {
+            self.ids.push(FixedStr::new(Some(id)).ok_or(TooLong("escalation policy or schedule id"))?);
+        }
+        Ok(Some(IdRange { start, len: ids.len() as u32 }))
+    }
+
+    pub fn add_identity(&mut self, role_name: &str, email: &str) -> Result<(), TooLong> {
+        self.identities.push(IdentityEntry {
+            role_name: FixedStr::new(Some(role_name)).ok_or(TooLong("role name"))?,
+            email: FixedStr::new(Some(email)).ok_or(TooLong("email"))?,
+        });
+        Ok(())
+    }
+
+    pub fn add_shift(&mut self, shift: ShiftEntry) {
+        self.shifts.push(shift);
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.roles.len(), self.identities.len(), self.shifts.len())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Capacity {
+    shifts: usize,
+    roles: usize,
+    identities: usize,
+    ids: usize,
+}
+
+impl Capacity {
+    fn from_gucs() -> Capacity {
+        let roles = guc::MAX_GATED_ROLES.get() as usize;
+        Capacity {
+            shifts: guc::MAX_SHIFTS.get() as usize,
+            roles,
+            identities: guc::MAX_IDENTITIES.get() as usize,
+            ids: roles * IDS_PER_ROLE,
+        }
+    }
+}
+
+/// Byte offsets of the arrays that follow the header in the shared segment.
+struct Layout {
+    shifts: usize,
+    roles: usize,
+    roles_by_oid: usize,
+    identities: usize,
+    ids: usize,
+    total: usize,
+}
+
+const fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+impl Layout {
+    fn of(cap: Capacity) -> Layout {
+        let shifts = align8(size_of::<Shared>());
+        let roles = align8(shifts + cap.shifts * size_of::<ShiftEntry>());
+        let roles_by_oid = align8(roles + cap.roles * size_of::<RoleEntry>());
+        let identities = align8(roles_by_oid + cap.roles * size_of::<u32>());
+        let ids = align8(identities + cap.identities * size_of::<IdentityEntry>());
+        let total = align8(ids + cap.ids * size_of::<FixedStr<ID_LEN>>());
+        Layout { shifts, roles, roles_by_oid, identities, ids, total }
+    }
+}
+
+/// The header of the shared segment. Fields after `lock` marked "under lock" are written only
+/// with the lock held exclusively and read with it held shared.
+struct Shared {
+    lock: *mut pg_sys::LWLock,
+    capacity: Capacity,
+    /// Bumped after each publish; 0 until the first one. Lets backends trust their caches
+    /// without taking the lock.
+    generation: AtomicU64,
+    // under lock
+    n_shifts: usize,
+    n_roles: usize,
+    n_identities: usize,
+    n_ids: usize,
+    last_sync_success: Option<i64>,
+    // worker hand-shake
+    worker_latch: AtomicPtr<pg_sys::Latch>,
+    worker_pid: AtomicI32,
+    reload_requests: AtomicU64,
+    sync_requests: AtomicU64,
+    sync_served: AtomicU64,
+    sync_served_ok: AtomicBool,
+    sync_in_progress: AtomicBool,
+    snapshot_overflow: AtomicBool,
+    loaded_at: AtomicI64,
+    stats: [AtomicU64; ROUTES.len() * DECISIONS.len()],
+}
+
+static mut SHARED: *mut Shared = null_mut();
+static mut PREV_SHMEM_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
+static mut PREV_SHMEM_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+const SEGMENT_NAME: &std::ffi::CStr = c"pg_oncall snapshot";
+const TRANCHE_NAME: &std::ffi::CStr = c"pg_oncall";
+
+/// Called from `_PG_init` in the postmaster.
+pub fn install_hooks() {
+    // SAFETY: _PG_init runs once, single-threaded, in the postmaster before any backend forks;
+    // we save the previous hooks and chain to them, as pg_stat_statements does.
+    unsafe {
+        PREV_SHMEM_REQUEST_HOOK = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(shmem_request);
+        PREV_SHMEM_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: called by the postmaster in its shmem-request phase, the only time these
+    // requests are allowed; the previous hook is chained first.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST_HOOK {
+            prev();
+        }
+        pg_sys::RequestAddinShmemSpace(Layout::of(Capacity::from_gucs()).total);
+        pg_sys::RequestNamedLWLockTranche(TRANCHE_NAME.as_ptr(), 1);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: called once in the postmaster (and never concurrently) after shared memory is
+    // created; AddinShmemInitLock serializes segment creation as PostgreSQL requires, and the
+    // segment is zeroed below before anyone can read it (`found` is false only for its creator).
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP_HOOK {
+            prev();
+        }
+        let cap = Capacity::from_gucs();
+        let layout = Layout::of(cap);
+        let init_lock = addin_shmem_init_lock();
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let shared = pg_sys::ShmemInitStruct(SEGMENT_NAME.as_ptr(), layout.total, &mut found) as *mut Shared;
+        if !found {
+            std::ptr::write_bytes(shared as *mut u8, 0, layout.total);
+            (*shared).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr())).lock;
+            (*shared).capacity = cap;
+            (*shared).last_sync_success = None;
+        }
+        SHARED = shared;
+        pg_sys::LWLockRelease(init_lock);
+    }
+}
+
+/// PostgreSQL 15's `AddinShmemInitLock` macro (lwlocknames.h), which bindgen cannot see.
+unsafe fn addin_shmem_init_lock() -> *mut pg_sys::LWLock {
+    const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+    // SAFETY: MainLWLockArray is set up before any shmem_startup_hook runs.
+    unsafe { &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock }
+}
+
+fn shared() -> Option<&'static Shared> {
+    // SAFETY: SHARED is set once in the postmaster before forking and never changes; the
+    // segment lives as long as the cluster. Mutable fields are atomics or read under the lock.
+    unsafe { SHARED.as_ref() }
+}
+
+/// Cheap: one atomic load. 0 means "never published" (or the library is not preloaded).
+#[inline]
+pub fn generation() -> u64 {
+    shared().map_or(0, |s| s.generation.load(Ordering::Acquire))
+}
+
+/// A consistent, read-only view of the published snapshot, valid while the shared lock is held.
+pub struct View<'a> {
+    shifts: &'a [ShiftEntry],
+    roles: &'a [RoleEntry],
+    roles_by_oid: &'a [u32],
+    identities: &'a [IdentityEntry],
+    ids: &'a [FixedStr<ID_LEN>],
+    pub last_sync_success: Option<i64>,
+    pub generation: u64,
+}
+
+impl<'a> View<'a> {
+    /// A role is gated if its OID is (so a rename keeps it gated) or its name is (so a role
+    /// dropped and re-created under the same name is gated before the next reload).
+    pub fn gated_role(&self, oid: pg_sys::Oid, name: &str) -> Option<&'a RoleEntry> {
+        let by_oid = self
+            .roles_by_oid
+            .binary_search_by(|&i| self.roles[i as usize].oid.to_u32().cmp(&oid.to_u32()))
+            .ok()
+            .map(|i| &self.roles[self.roles_by_oid[i] as usize]);
+        by_oid.or_else(|| self.gated_role_by_name(name))
+    }
+
+    pub fn gated_role_by_name(&self, name: &str) -> Option<&'a RoleEntry> {
+        self.roles
+            .binary_search_by(|r| r.name.text().cmp(name))
+            .ok()
+            .map(|i| &self.roles[i])
+    }
+
+    pub fn roles(&self) -> &'a [RoleEntry] {
+        self.roles
+    }
+
+    pub fn ids(&self, range: Option<IdRange>) -> Option<&'a [FixedStr<ID_LEN>]> {
+        range.map(|r| &self.ids[r.start as usize..(r.start + r.len) as usize])
+    }
+
+    pub fn identity_email(&self, role_name: &str) -> Option<&'a str> {
+        self.identities
+            .binary_search_by(|i| i.role_name.text().cmp(role_name))
+            .ok()
+            .map(|i| self.identities[i].email.text())
+    }
+
+    /// The shifts of one (normalized) email: shifts are sorted by email.
+    pub fn shifts_of(&self, email: &str) -> &'a [ShiftEntry] {
+        let start = self.shifts.partition_point(|s| s.email.text() < email);
+        let len = self.shifts[start..].partition_point(|s| s.email.text() == email);
+        &self.shifts[start..start + len]
+    }
+}
+
+impl AsRef<str> for FixedStr<ID_LEN> {
+    fn as_ref(&self) -> &str {
+        self.text()
+    }
+}
+
+/// Runs `read` on the published snapshot under the shared lock; `None` if there is none yet.
+/// `read` must not raise a PostgreSQL error (copy out, then report).
+pub fn read<R>(read: impl FnOnce(&View) -> R) -> Option<R> {
+    let shared = shared()?;
+    if shared.generation.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    // SAFETY: the lock pointer was set at segment creation; the arrays are within the segment
+    // per `Layout` and hold `n_*` initialized entries, which only change under the exclusive lock.
+    unsafe {
+        pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_SHARED);
+        let base = shared as *const Shared as *const u8;
+        let layout = Layout::of(shared.capacity);
+        let view = View {
+            shifts: std::slice::from_raw_parts(base.add(layout.shifts).cast(), shared.n_shifts),
+            roles: std::slice::from_raw_parts(base.add(layout.roles).cast(), shared.n_roles),
+            roles_by_oid: std::slice::from_raw_parts(base.add(layout.roles_by_oid).cast(), shared.n_roles),
+            identities: std::slice::from_raw_parts(base.add(layout.identities).cast(), shared.n_identities),
+            ids: std::slice::from_raw_parts(base.add(layout.ids).cast(), shared.n_ids),
+            last_sync_success: shared.last_sync_success,
+            generation: shared.generation.load(Ordering::Acquire),
+        };
+        let result = read(&view);
+        pg_sys::LWLockRelease(shared.lock);
+        Some(result)
+    }
+}
+
+#[derive(Debug)]
+pub struct Overflow {
+    pub what: &'static str,
+    pub needed: usize,
+    pub capacity: usize,
+    pub setting: &'static str,
+}
+
+/// Sorts and publishes `snap` whole, or refuses it whole when it exceeds the capacity.
+pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
+    let shared = shared().ok_or(Overflow { what: "shared memory", needed: 1, capacity: 0, setting: "shared_preload_libraries" })?;
+    let cap = shared.capacity;
+    let checks = [
+        ("shifts", snap.shifts.len(), cap.shifts, "pg_oncall.max_shifts"),
+        ("gated roles", snap.roles.len(), cap.roles, "pg_oncall.max_gated_roles"),
+        ("identities", snap.identities.len(), cap.identities, "pg_oncall.max_identities"),
+        ("policy and schedule ids of gated roles", snap.ids.len(), cap.ids, "pg_oncall.max_gated_roles"),
+    ];
+    for (what, needed, capacity, setting) in checks {
+        if needed > capacity {
+            shared.snapshot_overflow.store(true, Ordering::Relaxed);
+            return Err(Overflow { what, needed, capacity, setting });
+        }
+    }
+    snap.shifts.sort_by(|a, b| a.email.text().cmp(b.email.text()));
+    snap.roles.sort_by(|a, b| a.name.text().cmp(b.name.text()));
+    snap.identities.sort_by(|a, b| a.role_name.text().cmp(b.role_name.text()));
+    let mut by_oid: Vec<u32> = (0..snap.roles.len() as u32).collect();
+    by_oid.sort_by_key(|&i| snap.roles[i as usize].oid.to_u32());
+
+    // SAFETY: sizes were checked against the capacity the segment was laid out for; the
+    // exclusive lock keeps readers out while the arrays and counts change together.
+    unsafe {
+        let shared_mut = shared as *const Shared as *mut Shared;
+        let base = shared_mut as *mut u8;
+        let layout = Layout::of(cap);
+        pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        std::ptr::copy_nonoverlapping(snap.shifts.as_ptr(), base.add(layout.shifts).cast(), snap.shifts.len());
+        std::ptr::copy_nonoverlapping(snap.roles.as_ptr(), base.add(layout.roles).cast(), snap.roles.len());
+        std::ptr::copy_nonoverlapping(by_oid.as_ptr(), base.add(layout.roles_by_oid).cast(), by_oid.len());
+        std::ptr::copy_nonoverlapping(
+            snap.identities.as_ptr(),
+            base.add(layout.identities).cast(),
+            snap.identities.len(),
+        );
+        std::ptr::copy_nonoverlapping(snap.ids.as_ptr(), base.add(layout.ids).cast(), snap.ids.len());
+        (*shared_mut).n_shifts = snap.shifts.len();
+        (*shared_mut).n_roles = snap.roles.len();
+        (*shared_mut).n_identities = snap.identities.len();
+        (*shared_mut).n_ids = snap.ids.len();
+        (*shared_mut).last_sync_success = snap.last_sync_success;
+        let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        pg_sys::LWLockRelease(shared.lock);
+        shared.snapshot_overflow.store(false, Ordering::Relaxed);
+        shared.loaded_at.store(pg_sys::GetCurrentTimestamp(), Ordering::Relaxed);
+        Ok(generation)
+    }
+}
+
+// ------------------------------------------------------------------ worker hand-shake
+
+/// The worker announces itself so that backends can wake it.
+pub fn register_worker(latch: *mut pg_sys::Latch, pid: i32) {
+    if let Some(s) = shared() {
+        s.worker_latch.store(latch, Ordering::Release);
+        s.worker_pid.store(pid, Ordering::Release);
+    }
+}
+
+pub fn worker_pid() -> Option<i32> {
+    shared().map(|s| s.worker_pid.load(Ordering::Acquire)).filter(|&p| p != 0)
+}
+
+fn wake_worker(s: &Shared) {
+    let latch = s.worker_latch.load(Ordering::Acquire);
+    if !latch.is_null() {
+        // SAFETY: the latch is the worker's PGPROC latch, in shared memory for the cluster's
+        // lifetime; SetLatch on another process's latch is what it is for.
+        unsafe { pg_sys::SetLatch(latch) };
+    }
+}
+
+/// Asks the worker to reload the snapshot from the tables (after a committed change).
+pub fn request_reload() {
+    if let Some(s) = shared() {
+        s.reload_requests.fetch_add(1, Ordering::AcqRel);
+        wake_worker(s);
+    }
+}
+
+pub fn reload_requests() -> u64 {
+    shared().map_or(0, |s| s.reload_requests.load(Ordering::Acquire))
+}
+
+/// Asks the worker to sync now; returns the ticket to wait for.
+pub fn request_sync() -> Option<u64> {
+    let s = shared()?;
+    let ticket = s.sync_requests.fetch_add(1, Ordering::AcqRel) + 1;
+    wake_worker(s);
+    Some(ticket)
+}
+
+pub fn sync_requests() -> u64 {
+    shared().map_or(0, |s| s.sync_requests.load(Ordering::Acquire))
+}
+
+/// The worker finished a sync that began after every request up to `ticket`.
+pub fn sync_served(ticket: u64, ok: bool) {
+    if let Some(s) = shared() {
+        s.sync_served_ok.store(ok, Ordering::Release);
+        s.sync_served.fetch_max(ticket, Ordering::AcqRel);
+    }
+}
+
+/// `Some(ok)` once a sync covering `ticket` finished.
+pub fn sync_result(ticket: u64) -> Option<bool> {
+    let s = shared()?;
+    (s.sync_served.load(Ordering::Acquire) >= ticket).then(|| s.sync_served_ok.load(Ordering::Acquire))
+}
+
+pub fn set_sync_in_progress(on: bool) {
+    if let Some(s) = shared() {
+        s.sync_in_progress.store(on, Ordering::Release);
+    }
+}
+
+pub fn snapshot_overflowed() -> bool {
+    shared().is_some_and(|s| s.snapshot_overflow.load(Ordering::Relaxed))
+}
+
+// ------------------------------------------------------------------ gate statistics
+
+pub fn count_decision(route: usize, decision: usize) {
+    if let Some(s) = shared() {
+        s.stats[route * DECISIONS.len() + decision].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn decision_counts() -> Vec<(&'static str, &'static str, u64)> {
+    let Some(s) = shared() else { return Vec::new() };
+    let mut out = Vec::with_capacity(s.stats.len());
+    for (r, route) in ROUTES.iter().enumerate() {
+        for (d, decision) in DECISIONS.iter().enumerate() {
+            out.push((*route, *decision, s.stats[r * DECISIONS.len() + d].load(Ordering::Relaxed)));
+        }
+    }
+    out
+}
