@@ -7,6 +7,7 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 
 mod access;
 mod api;
+mod gate;
 mod guc;
 mod snapshot;
 #[cfg(any(test, feature = "pg_test"))]
@@ -29,8 +30,13 @@ pub extern "C-unwind" fn _PG_init() {
             "Add pg_oncall to shared_preload_libraries in postgresql.conf and restart the server."
         );
     }
+    // pgrx re-raises errors that cross our hooks with a captured Rust backtrace in DETAIL when
+    // RUST_BACKTRACE is set in the server's environment: never show clients our internals.
+    // SAFETY: the postmaster is single-threaded while it loads preload libraries.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     guc::register();
     snapshot::install_hooks();
+    gate::install();
     worker::register_launcher();
 }
 

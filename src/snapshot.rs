@@ -325,7 +325,6 @@ pub struct View<'a> {
     identities: &'a [IdentityEntry],
     ids: &'a [FixedStr<ID_LEN>],
     pub last_sync_success: Option<i64>,
-    pub generation: u64,
 }
 
 impl<'a> View<'a> {
@@ -396,7 +395,6 @@ pub fn read<R>(read: impl FnOnce(&View) -> R) -> Option<R> {
             identities: std::slice::from_raw_parts(base.add(layout.identities).cast(), shared.n_identities),
             ids: std::slice::from_raw_parts(base.add(layout.ids).cast(), shared.n_ids),
             last_sync_success: shared.last_sync_success,
-            generation: shared.generation.load(Ordering::Acquire),
         };
         let result = read(&view);
         pg_sys::LWLockRelease(shared.lock);
@@ -530,11 +528,6 @@ pub fn set_sync_in_progress(on: bool) {
     }
 }
 
-pub fn snapshot_overflowed() -> bool {
-    shared().is_some_and(|s| s.snapshot_overflow.load(Ordering::Relaxed))
-}
-
-// ------------------------------------------------------------------ gate statistics
 
 pub fn count_decision(route: usize, decision: usize) {
     if let Some(s) = shared() {

@@ -6,7 +6,10 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../shared/pagerduty/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../shared/pagerduty/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path} unreadable: {e}"))
 }
 

@@ -5,7 +5,10 @@ use oncall_core::pagerduty::{parse_error_body, parse_oncalls_page, Page, Shift, 
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../shared/pagerduty/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../shared/pagerduty/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path} unreadable: {e}"))
 }
 
@@ -16,7 +19,12 @@ fn fixture_json(name: &str) -> Value {
 /// The fixture with each row's user reference turned into a full user object (what
 /// `include[]=users` returns).
 fn with_emails(mut page: Value, emails: &[&str]) -> Vec<u8> {
-    for (row, email) in page["oncalls"].as_array_mut().unwrap().iter_mut().zip(emails) {
+    for (row, email) in page["oncalls"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(emails)
+    {
         row["user"]["type"] = json!("user");
         row["user"]["email"] = json!(email);
     }
@@ -36,13 +44,22 @@ fn spec_example_has_only_a_user_reference_so_it_yields_no_shift() {
     let page = parse_oncalls_page(&fixture("oncalls_list.json")).unwrap();
     assert_eq!(
         page,
-        Page { shifts: vec![], skipped_without_email: 1, more: false, limit: 25, offset: 0 }
+        Page {
+            shifts: vec![],
+            skipped_without_email: 1,
+            more: false,
+            limit: 25,
+            offset: 0
+        }
     );
 }
 
 #[test]
 fn spec_example_with_included_user_gives_the_exact_row() {
-    let body = with_emails(fixture_json("oncalls_list.json"), &["tim.wright@example.com"]);
+    let body = with_emails(
+        fixture_json("oncalls_list.json"),
+        &["tim.wright@example.com"],
+    );
     let page = parse_oncalls_page(&body).unwrap();
     assert_eq!(
         page.shifts,
@@ -67,7 +84,10 @@ fn permanent_oncalls_from_the_bug_report() {
     // No pagination fields at all: treated as the last page.
     assert_eq!((page.more, page.limit, page.offset), (false, 0, 0));
 
-    let body = with_emails(fixture_json("oncalls_permanent_from_issue.json"), &["User1@Example.com", "User1@Example.com"]);
+    let body = with_emails(
+        fixture_json("oncalls_permanent_from_issue.json"),
+        &["User1@Example.com", "User1@Example.com"],
+    );
     let page = parse_oncalls_page(&body).unwrap();
     let expected = |level| Shift {
         email: "User1@Example.com".into(),
@@ -106,8 +126,13 @@ fn timestamps_in_any_offset_become_utc_microseconds() {
         "escalation_policy": {"id": "P"}, "escalation_level": 1,
         "start": "1970-01-01T00:00:01.5Z", "end": "1970-01-01T05:30:02+05:30",
     }]});
-    let shift = &parse_oncalls_page(body.to_string().as_bytes()).unwrap().shifts[0];
-    assert_eq!((shift.start_us, shift.end_us), (Some(1_500_000), Some(2_000_000)));
+    let shift = &parse_oncalls_page(body.to_string().as_bytes())
+        .unwrap()
+        .shifts[0];
+    assert_eq!(
+        (shift.start_us, shift.end_us),
+        (Some(1_500_000), Some(2_000_000))
+    );
 }
 
 #[test]
@@ -127,30 +152,93 @@ fn malformed_pages_name_the_problem() {
         (json!([]), "expected a JSON object"),
         (json!({"users": []}), "`oncalls` is missing"),
         (json!({"oncalls": {}}), "`oncalls` is not an array"),
-        (json!({"oncalls": [], "more": "yes"}), "`more` is not a boolean"),
-        (json!({"oncalls": [], "limit": -1}), "`limit` is not a non-negative integer"),
-        (json!({"oncalls": [], "offset": 1.5}), "`offset` is not a non-negative integer"),
+        (
+            json!({"oncalls": [], "more": "yes"}),
+            "`more` is not a boolean",
+        ),
+        (
+            json!({"oncalls": [], "limit": -1}),
+            "`limit` is not a non-negative integer",
+        ),
+        (
+            json!({"oncalls": [], "offset": 1.5}),
+            "`offset` is not a non-negative integer",
+        ),
         (json!({"oncalls": [7]}), "oncalls[0] is not an object"),
-        (without("escalation_policy"), "oncalls[0].escalation_policy.id is missing"),
-        (with("escalation_policy", json!({"type": "escalation_policy_reference"})), "oncalls[1].escalation_policy.id is missing"),
-        (with("escalation_policy", json!({"id": 5})), "oncalls[1].escalation_policy.id is missing or not a string"),
-        (with("escalation_policy", json!("P")), "oncalls[1].escalation_policy.id"),
-        (without("escalation_level"), "oncalls[0].escalation_level is missing or not an integer"),
-        (with("escalation_level", json!("2")), "oncalls[1].escalation_level is missing or not an integer"),
-        (with("escalation_level", json!(2.5)), "oncalls[1].escalation_level"),
-        (with("escalation_level", json!(4_294_967_296i64)), "oncalls[1].escalation_level"),
-        (with("schedule", json!("S")), "oncalls[1].schedule is neither null nor an object"),
-        (with("schedule", json!({"type": "schedule_reference"})), "oncalls[1].schedule.id is missing"),
-        (with("start", json!("yesterday")), "oncalls[1].start is not an RFC 3339 timestamp: \"yesterday\""),
-        (with("end", json!("2015-02-30T00:00:00Z")), "oncalls[1].end is not an RFC 3339 timestamp"),
-        (with("end", json!(1425673731)), "oncalls[1].end is neither null nor a string"),
-        (with("user", json!("PX")), "oncalls[1].user is neither null nor an object"),
-        (with("user", json!({"id": "U", "email": 3})), "oncalls[1].user.email is not a string"),
-        (with("user", json!({"email": "a@x.test"})), "oncalls[1].user.id is missing"),
+        (
+            without("escalation_policy"),
+            "oncalls[0].escalation_policy.id is missing",
+        ),
+        (
+            with(
+                "escalation_policy",
+                json!({"type": "escalation_policy_reference"}),
+            ),
+            "oncalls[1].escalation_policy.id is missing",
+        ),
+        (
+            with("escalation_policy", json!({"id": 5})),
+            "oncalls[1].escalation_policy.id is missing or not a string",
+        ),
+        (
+            with("escalation_policy", json!("P")),
+            "oncalls[1].escalation_policy.id",
+        ),
+        (
+            without("escalation_level"),
+            "oncalls[0].escalation_level is missing or not an integer",
+        ),
+        (
+            with("escalation_level", json!("2")),
+            "oncalls[1].escalation_level is missing or not an integer",
+        ),
+        (
+            with("escalation_level", json!(2.5)),
+            "oncalls[1].escalation_level",
+        ),
+        (
+            with("escalation_level", json!(4_294_967_296i64)),
+            "oncalls[1].escalation_level",
+        ),
+        (
+            with("schedule", json!("S")),
+            "oncalls[1].schedule is neither null nor an object",
+        ),
+        (
+            with("schedule", json!({"type": "schedule_reference"})),
+            "oncalls[1].schedule.id is missing",
+        ),
+        (
+            with("start", json!("yesterday")),
+            "oncalls[1].start is not an RFC 3339 timestamp: \"yesterday\"",
+        ),
+        (
+            with("end", json!("2015-02-30T00:00:00Z")),
+            "oncalls[1].end is not an RFC 3339 timestamp",
+        ),
+        (
+            with("end", json!(1425673731)),
+            "oncalls[1].end is neither null nor a string",
+        ),
+        (
+            with("user", json!("PX")),
+            "oncalls[1].user is neither null nor an object",
+        ),
+        (
+            with("user", json!({"id": "U", "email": 3})),
+            "oncalls[1].user.email is not a string",
+        ),
+        (
+            with("user", json!({"email": "a@x.test"})),
+            "oncalls[1].user.id is missing",
+        ),
     ];
     for (body, expected) in cases {
         let error = parse_error(body.clone());
-        assert!(error.starts_with("invalid response from PagerDuty: "), "{error}");
+        assert!(
+            error.starts_with("invalid response from PagerDuty: "),
+            "{error}"
+        );
         assert!(error.contains(expected), "{body}: {error}");
     }
 }
@@ -161,15 +249,25 @@ fn unparsable_bodies_are_errors() {
         (&b""[..], "empty body"),
         (b"  \n", "empty body"),
         (b"<html>502 Bad Gateway</html>", "not valid JSON"),
-        (b"{\"oncalls\":[{\"user\":", "not valid JSON (EOF while parsing"),
+        (
+            b"{\"oncalls\":[{\"user\":",
+            "not valid JSON (EOF while parsing",
+        ),
         (b"\xff\xfe{}", "not valid JSON"),
     ] {
         let error = parse_oncalls_page(body).unwrap_err().to_string();
         assert!(error.contains(expected), "{error}");
     }
     // Nesting deeper than serde_json's recursion limit is an error, not a stack overflow.
-    let deep = format!("{{\"oncalls\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(parse_oncalls_page(deep.as_bytes()).unwrap_err().to_string().contains("recursion limit"));
+    let deep = format!(
+        "{{\"oncalls\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(parse_oncalls_page(deep.as_bytes())
+        .unwrap_err()
+        .to_string()
+        .contains("recursion limit"));
 }
 
 #[test]
@@ -178,9 +276,15 @@ fn documented_error_bodies() {
         parse_error_body(&fixture("error_generic.json")).as_deref(),
         Some("Error Message String (code 2001): human-readable error details, more details")
     );
-    assert_eq!(parse_error_body(&fixture("error_429.json")).as_deref(), Some("Rate Limit Exceeded (code 2020)"));
     assert_eq!(
-        parse_error_body(br#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["a","b"]}}"#).as_deref(),
+        parse_error_body(&fixture("error_429.json")).as_deref(),
+        Some("Rate Limit Exceeded (code 2020)")
+    );
+    assert_eq!(
+        parse_error_body(
+            br#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["a","b"]}}"#
+        )
+        .as_deref(),
         Some("Invalid Input Provided (code 2001): a, b")
     );
 }
@@ -195,10 +299,22 @@ fn quirky_error_bodies() {
         parse_error_body(&fixture("error_quirk_errors_as_string.json")).as_deref(),
         Some("Invalid Override (code 2001): Override must end in the future, Override must end after its start")
     );
-    assert_eq!(parse_error_body(br#"{"error":"Unauthorized"}"#).as_deref(), Some("Unauthorized"));
-    assert_eq!(parse_error_body(br#"{"error":{"errors":["only details"]}}"#).as_deref(), Some("error: only details"));
-    assert_eq!(parse_error_body(br#"{"error":{"message":"m","code":"E42"}}"#).as_deref(), Some("m (code E42)"));
-    assert_eq!(parse_error_body(br#"["x", 2, {"y": 1}]"#).as_deref(), Some("x, 2"));
+    assert_eq!(
+        parse_error_body(br#"{"error":"Unauthorized"}"#).as_deref(),
+        Some("Unauthorized")
+    );
+    assert_eq!(
+        parse_error_body(br#"{"error":{"errors":["only details"]}}"#).as_deref(),
+        Some("error: only details")
+    );
+    assert_eq!(
+        parse_error_body(br#"{"error":{"message":"m","code":"E42"}}"#).as_deref(),
+        Some("m (code E42)")
+    );
+    assert_eq!(
+        parse_error_body(br#"["x", 2, {"y": 1}]"#).as_deref(),
+        Some("x, 2")
+    );
 }
 
 #[test]
@@ -215,7 +331,12 @@ fn error_bodies_without_a_message() {
         br#"{"error":"   "}"#,
         br#"{"error":{"message":"","errors":[null, {}]}}"#,
     ] {
-        assert_eq!(parse_error_body(body), None, "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            parse_error_body(body),
+            None,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 

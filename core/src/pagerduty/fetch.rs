@@ -77,7 +77,11 @@ impl RetryPolicy {
 ///
 /// Blocking; waits (429, retries) look at `cancel` every 50 ms and an HTTP request in flight
 /// lasts at most `http_timeout`. Any error means no rows at all.
-pub fn fetch_all(cfg: &SyncConfig, now_us: i64, cancel: &AtomicBool) -> Result<SyncResult, SyncError> {
+pub fn fetch_all(
+    cfg: &SyncConfig,
+    now_us: i64,
+    cancel: &AtomicBool,
+) -> Result<SyncResult, SyncError> {
     let transport = UreqTransport::new(cfg.http_timeout);
     fetch_all_with(&transport, cfg, now_us, cancel)
 }
@@ -99,7 +103,8 @@ pub(crate) fn fetch_with_policy(
     cancel: &AtomicBool,
     retry: &RetryPolicy,
 ) -> Result<SyncResult, SyncError> {
-    let result = Fetcher::new(transport, cfg, now_us, cancel, retry).and_then(|mut fetcher| fetcher.run());
+    let result =
+        Fetcher::new(transport, cfg, now_us, cancel, retry).and_then(|mut fetcher| fetcher.run());
     result.map_err(|error| redact_error(error, &cfg.token))
 }
 
@@ -145,7 +150,7 @@ impl PolicyTally {
 
     fn merge(&mut self, other: &PolicyTally) {
         for policy in &other.order {
-            let theirs = other.rows[policy];
+            let theirs = other.rows.get(policy).copied().unwrap_or(0);
             match self.rows.get_mut(policy) {
                 Some(ours) => *ours = (*ours).max(theirs),
                 None => self.add(policy, theirs),
@@ -154,14 +159,21 @@ impl PolicyTally {
     }
 
     fn estimates(&self) -> Vec<(String, usize)> {
-        self.order.iter().map(|policy| (policy.clone(), self.rows[policy])).collect()
+        self.order
+            .iter()
+            .map(|policy| (policy.clone(), self.rows.get(policy).copied().unwrap_or(0)))
+            .collect()
     }
 }
 
 enum Transient {
     Timeout,
     Connection(String),
-    Server { status: u16, message: Option<String>, retry_after: Option<Duration> },
+    Server {
+        status: u16,
+        message: Option<String>,
+        retry_after: Option<Duration>,
+    },
 }
 
 enum BodyError {
@@ -195,7 +207,9 @@ impl<'a> Fetcher<'a> {
     ) -> Result<Self, SyncError> {
         let token = cfg.token.as_str();
         if token.is_empty() {
-            return Err(SyncError::Config("no PagerDuty API token configured".into()));
+            return Err(SyncError::Config(
+                "no PagerDuty API token configured".into(),
+            ));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(SyncError::Config(
@@ -204,20 +218,27 @@ impl<'a> Fetcher<'a> {
         }
         let base_url = validate_api_url(&cfg.api_url)?;
         if cfg.http_timeout.is_zero() {
-            return Err(SyncError::Config("the HTTP timeout must be positive".into()));
+            return Err(SyncError::Config(
+                "the HTTP timeout must be positive".into(),
+            ));
         }
         if cfg.max_body_bytes == 0 {
-            return Err(SyncError::Config("the maximum body size must be positive".into()));
+            return Err(SyncError::Config(
+                "the maximum body size must be positive".into(),
+            ));
         }
         if cfg.lookahead_us < 0 {
-            return Err(SyncError::Config("the lookahead must not be negative".into()));
+            return Err(SyncError::Config(
+                "the lookahead must not be negative".into(),
+            ));
         }
         let until_us = now_us
             .checked_add(cfg.lookahead_us)
             .ok_or_else(|| SyncError::Config("now + lookahead is out of range".into()))?;
         let since = rfc3339_seconds(now_us.div_euclid(1_000_000))
             .ok_or_else(|| SyncError::Config("the current time is out of range".into()))?;
-        let until_seconds = until_us.div_euclid(1_000_000) + i64::from(until_us.rem_euclid(1_000_000) != 0);
+        let until_seconds =
+            until_us.div_euclid(1_000_000) + i64::from(until_us.rem_euclid(1_000_000) != 0);
         let until = rfc3339_seconds(until_seconds)
             .ok_or_else(|| SyncError::Config("now + lookahead is out of range".into()))?;
         Ok(Fetcher {
@@ -271,7 +292,9 @@ impl<'a> Fetcher<'a> {
                     merged.skipped_without_email += rows.skipped_without_email;
                 }
                 Outcome::CapReached(_) if batch.len() == 1 => {
-                    return Err(SyncError::PolicyTooLarge { escalation_policy_id: batch[0].clone() });
+                    return Err(SyncError::PolicyTooLarge {
+                        escalation_policy_id: batch[0].clone(),
+                    });
                 }
                 Outcome::CapReached(_) => {
                     let (first, second) = batch.split_at(batch.len() / 2);
@@ -308,7 +331,10 @@ impl<'a> Fetcher<'a> {
             self.pages = self.pages.saturating_add(1);
             if let Some(echoed) = parsed.echoed_offset {
                 if echoed != offset {
-                    return Err(inconsistent(offset, format!("PagerDuty answered offset {echoed}")));
+                    return Err(inconsistent(
+                        offset,
+                        format!("PagerDuty answered offset {echoed}"),
+                    ));
                 }
             }
             let rows = parsed.row_policies.len();
@@ -328,20 +354,29 @@ impl<'a> Fetcher<'a> {
             } else if rows < limit as usize {
                 false
             } else {
-                return Err(inconsistent(offset, "a full page without `more`: cannot tell whether rows follow".into()));
+                return Err(inconsistent(
+                    offset,
+                    "a full page without `more`: cannot tell whether rows follow".into(),
+                ));
             };
             if !more {
                 return Ok(Outcome::Complete(collected));
             }
             if rows == 0 {
-                return Err(inconsistent(offset, "`more` is true but the page is empty".into()));
+                return Err(inconsistent(
+                    offset,
+                    "`more` is true but the page is empty".into(),
+                ));
             }
             offset = offset.saturating_add(u32::try_from(rows).unwrap_or(u32::MAX));
         }
     }
 
     fn url(&self, filter: Filter<'_>, offset: u32, limit: u32) -> String {
-        let mut url = format!("{}/oncalls?{}&include[]=users", self.base_url, self.window_query);
+        let mut url = format!(
+            "{}/oncalls?{}&include[]=users",
+            self.base_url, self.window_query
+        );
         match filter {
             Filter::All => {}
             Filter::Earliest => url.push_str("&earliest=true"),
@@ -372,29 +407,45 @@ impl<'a> Fetcher<'a> {
             self.requests = self.requests.saturating_add(1);
             let failure = match self.transport.get(url, &headers) {
                 Err(TransportError::InvalidUrl(detail)) => {
-                    return Err(SyncError::Config(format!("the PagerDuty API URL cannot be requested: {detail}")))
+                    return Err(SyncError::Config(format!(
+                        "the PagerDuty API URL cannot be requested: {detail}"
+                    )))
                 }
                 Err(TransportError::Timeout) => Transient::Timeout,
                 Err(TransportError::Connection(detail)) => Transient::Connection(detail),
-                Ok(response) if (200..300).contains(&response.status) => match self.read_body(response, offset) {
-                    Ok(body) => return Ok(body),
-                    Err(BodyError::Fatal(error)) => return Err(error),
-                    Err(BodyError::Timeout) => Transient::Timeout,
-                    Err(BodyError::Broken(detail)) => Transient::Connection(detail),
-                },
+                Ok(response) if (200..300).contains(&response.status) => {
+                    match self.read_body(response, offset) {
+                        Ok(body) => return Ok(body),
+                        Err(BodyError::Fatal(error)) => return Err(error),
+                        Err(BodyError::Timeout) => Transient::Timeout,
+                        Err(BodyError::Broken(detail)) => Transient::Connection(detail),
+                    }
+                }
                 Ok(response) if response.status == 429 => {
                     rate_limited += 1;
                     let reset = rate_limit_reset(&response);
                     drop(response);
                     if reset.is_some_and(|reset| reset > self.cfg.max_rate_limit_wait) {
-                        return Err(SyncError::RateLimited { attempts, retry_after: reset, max_wait_exceeded: true });
+                        return Err(SyncError::RateLimited {
+                            attempts,
+                            retry_after: reset,
+                            max_wait_exceeded: true,
+                        });
                     }
                     if rate_limited > self.retry.rate_limit_retries {
-                        return Err(SyncError::RateLimited { attempts, retry_after: reset, max_wait_exceeded: false });
+                        return Err(SyncError::RateLimited {
+                            attempts,
+                            retry_after: reset,
+                            max_wait_exceeded: false,
+                        });
                     }
                     let wait = reset
                         .unwrap_or_else(|| {
-                            self.jitter(exponential(self.retry.rate_limit_backoff, rate_limited, self.cfg.max_rate_limit_wait))
+                            self.jitter(exponential(
+                                self.retry.rate_limit_backoff,
+                                rate_limited,
+                                self.cfg.max_rate_limit_wait,
+                            ))
                         })
                         .min(self.cfg.max_rate_limit_wait)
                         .max(self.retry.rate_limit_min_wait);
@@ -409,23 +460,51 @@ impl<'a> Fetcher<'a> {
                         401 => return Err(SyncError::Unauthorized),
                         403 => return Err(SyncError::Forbidden { message }),
                         400 => return Err(SyncError::BadRequest { offset, message }),
-                        408 | 500..=599 => Transient::Server { status, message, retry_after },
-                        _ => return Err(SyncError::HttpStatus { status, offset, message }),
+                        408 | 500..=599 => Transient::Server {
+                            status,
+                            message,
+                            retry_after,
+                        },
+                        _ => {
+                            return Err(SyncError::HttpStatus {
+                                status,
+                                offset,
+                                message,
+                            })
+                        }
                     }
                 }
             };
             transient += 1;
             if transient > self.retry.transient_retries {
                 return Err(match failure {
-                    Transient::Timeout => SyncError::Timeout { attempts, timeout: self.cfg.http_timeout },
+                    Transient::Timeout => SyncError::Timeout {
+                        attempts,
+                        timeout: self.cfg.http_timeout,
+                    },
                     Transient::Connection(detail) => SyncError::Connection { attempts, detail },
-                    Transient::Server { status, message, retry_after } => {
-                        SyncError::ServerError { status, attempts, message, retry_after }
-                    }
+                    Transient::Server {
+                        status,
+                        message,
+                        retry_after,
+                    } => SyncError::ServerError {
+                        status,
+                        attempts,
+                        message,
+                        retry_after,
+                    },
                 });
             }
-            let mut wait = self.jitter(exponential(self.retry.transient_backoff, transient, Duration::from_secs(30)));
-            if let Transient::Server { retry_after: Some(asked), .. } = failure {
+            let mut wait = self.jitter(exponential(
+                self.retry.transient_backoff,
+                transient,
+                Duration::from_secs(30),
+            ));
+            if let Transient::Server {
+                retry_after: Some(asked),
+                ..
+            } = failure
+            {
                 wait = wait.max(asked.min(self.cfg.max_rate_limit_wait));
             }
             self.sleep(wait)?;
@@ -484,14 +563,14 @@ impl<'a> Fetcher<'a> {
 
     /// Sleeps `wait`, returning early with [`SyncError::Cancelled`] once the flag is set.
     fn sleep(&self, wait: Duration) -> Result<(), SyncError> {
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
         loop {
             self.check_cancel()?;
-            let now = Instant::now();
-            if now >= deadline {
+            let elapsed = started.elapsed();
+            if elapsed >= wait {
                 return Ok(());
             }
-            thread::sleep((deadline - now).min(self.retry.cancel_poll));
+            thread::sleep((wait - elapsed).min(self.retry.cancel_poll));
         }
     }
 
@@ -502,7 +581,10 @@ impl<'a> Fetcher<'a> {
 }
 
 fn inconsistent(offset: u32, detail: String) -> SyncError {
-    SyncError::InvalidResponse { offset: Some(offset), detail }
+    SyncError::InvalidResponse {
+        offset: Some(offset),
+        detail,
+    }
 }
 
 /// The API URL without trailing slashes, or why it cannot be used.
@@ -513,12 +595,19 @@ fn validate_api_url(api_url: &str) -> Result<String, SyncError> {
         .iter()
         .find(|scheme| lower.starts_with(*scheme))
         .map(|scheme| scheme.len())
-        .ok_or_else(|| SyncError::Config("the PagerDuty API URL must start with https:// or http://".into()))?;
+        .ok_or_else(|| {
+            SyncError::Config("the PagerDuty API URL must start with https:// or http://".into())
+        })?;
     let url = url.trim_end_matches('/');
     if url.len() <= scheme_len || url[scheme_len..].starts_with('/') {
-        return Err(SyncError::Config("the PagerDuty API URL has no host".into()));
+        return Err(SyncError::Config(
+            "the PagerDuty API URL has no host".into(),
+        ));
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
         return Err(SyncError::Config(
             "the PagerDuty API URL must be a plain base URL (no spaces, query or fragment)".into(),
         ));
@@ -554,7 +643,8 @@ fn pack_batches(policies: &[(String, usize)]) -> VecDeque<Vec<String>> {
     let mut current_rows = 0usize;
     for (policy, estimate) in policies {
         if !current.is_empty()
-            && (current_rows + estimate > TARGET_ROWS_PER_BATCH || current.len() >= MAX_POLICIES_PER_BATCH)
+            && (current_rows + estimate > TARGET_ROWS_PER_BATCH
+                || current.len() >= MAX_POLICIES_PER_BATCH)
         {
             batches.push_back(std::mem::take(&mut current));
             current_rows = 0;
@@ -587,7 +677,8 @@ fn rate_limit_reset(response: &HttpResponse) -> Option<Duration> {
 
 fn header_seconds(response: &HttpResponse, name: &str) -> Option<Duration> {
     let seconds: f64 = response.header(name)?.trim().parse().ok()?;
-    (seconds.is_finite() && (0.0..=86_400.0 * 365.0).contains(&seconds)).then(|| Duration::from_secs_f64(seconds))
+    (seconds.is_finite() && (0.0..=86_400.0 * 365.0).contains(&seconds))
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 fn header_u64(response: &HttpResponse, name: &str) -> Option<u64> {
@@ -599,24 +690,59 @@ fn redact_error(error: SyncError, token: &str) -> SyncError {
     if token.is_empty() {
         return error;
     }
-    let scrub = |text: String| if text.contains(token) { text.replace(token, "[redacted]") } else { text };
+    let scrub = |text: String| {
+        if text.contains(token) {
+            text.replace(token, "[redacted]")
+        } else {
+            text
+        }
+    };
     let scrub_option = |text: Option<String>| text.map(scrub);
     match error {
         SyncError::Config(detail) => SyncError::Config(scrub(detail)),
-        SyncError::Forbidden { message } => SyncError::Forbidden { message: scrub_option(message) },
-        SyncError::BadRequest { offset, message } => SyncError::BadRequest { offset, message: scrub_option(message) },
-        SyncError::HttpStatus { status, offset, message } => {
-            SyncError::HttpStatus { status, offset, message: scrub_option(message) }
-        }
-        SyncError::ServerError { status, attempts, message, retry_after } => {
-            SyncError::ServerError { status, attempts, message: scrub_option(message), retry_after }
-        }
-        SyncError::Connection { attempts, detail } => SyncError::Connection { attempts, detail: scrub(detail) },
-        SyncError::InvalidResponse { offset, detail } => SyncError::InvalidResponse { offset, detail: scrub(detail) },
-        SyncError::PolicyTooLarge { escalation_policy_id } => {
-            SyncError::PolicyTooLarge { escalation_policy_id: scrub(escalation_policy_id) }
-        }
-        SyncError::TooManyOncalls { detail } => SyncError::TooManyOncalls { detail: scrub(detail) },
+        SyncError::Forbidden { message } => SyncError::Forbidden {
+            message: scrub_option(message),
+        },
+        SyncError::BadRequest { offset, message } => SyncError::BadRequest {
+            offset,
+            message: scrub_option(message),
+        },
+        SyncError::HttpStatus {
+            status,
+            offset,
+            message,
+        } => SyncError::HttpStatus {
+            status,
+            offset,
+            message: scrub_option(message),
+        },
+        SyncError::ServerError {
+            status,
+            attempts,
+            message,
+            retry_after,
+        } => SyncError::ServerError {
+            status,
+            attempts,
+            message: scrub_option(message),
+            retry_after,
+        },
+        SyncError::Connection { attempts, detail } => SyncError::Connection {
+            attempts,
+            detail: scrub(detail),
+        },
+        SyncError::InvalidResponse { offset, detail } => SyncError::InvalidResponse {
+            offset,
+            detail: scrub(detail),
+        },
+        SyncError::PolicyTooLarge {
+            escalation_policy_id,
+        } => SyncError::PolicyTooLarge {
+            escalation_policy_id: scrub(escalation_policy_id),
+        },
+        SyncError::TooManyOncalls { detail } => SyncError::TooManyOncalls {
+            detail: scrub(detail),
+        },
         other => other,
     }
 }

@@ -34,7 +34,8 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<ParsedPage, SyncError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
     let top = value
         .as_object()
         .ok_or_else(|| invalid("expected a JSON object with an `oncalls` array"))?;
@@ -101,40 +102,76 @@ fn parse_row(index: usize, row: &Value) -> Result<Row, SyncError> {
         Some(Value::Object(policy)) => non_empty_str(policy.get("id")),
         _ => None,
     }
-    .ok_or_else(|| invalid(format!("oncalls[{index}].escalation_policy.id is missing or not a string")))?;
+    .ok_or_else(|| {
+        invalid(format!(
+            "oncalls[{index}].escalation_policy.id is missing or not a string"
+        ))
+    })?;
     let escalation_level = row
         .get("escalation_level")
         .and_then(Value::as_i64)
         .and_then(|level| i32::try_from(level).ok())
-        .ok_or_else(|| invalid(format!("oncalls[{index}].escalation_level is missing or not an integer")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "oncalls[{index}].escalation_level is missing or not an integer"
+            ))
+        })?;
     let schedule_id = match row.get("schedule") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(schedule)) => Some(
-            non_empty_str(schedule.get("id"))
-                .ok_or_else(|| invalid(format!("oncalls[{index}].schedule.id is missing or not a string")))?,
-        ),
-        Some(_) => return Err(invalid(format!("oncalls[{index}].schedule is neither null nor an object"))),
+        Some(Value::Object(schedule)) => {
+            Some(non_empty_str(schedule.get("id")).ok_or_else(|| {
+                invalid(format!(
+                    "oncalls[{index}].schedule.id is missing or not a string"
+                ))
+            })?)
+        }
+        Some(_) => {
+            return Err(invalid(format!(
+                "oncalls[{index}].schedule is neither null nor an object"
+            )))
+        }
     };
     let start_us = timestamp(index, "start", row.get("start"))?;
     let end_us = timestamp(index, "end", row.get("end"))?;
     let user = match row.get("user") {
         None | Some(Value::Null) => None,
         Some(Value::Object(user)) => user_with_email(index, user)?,
-        Some(_) => return Err(invalid(format!("oncalls[{index}].user is neither null nor an object"))),
+        Some(_) => {
+            return Err(invalid(format!(
+                "oncalls[{index}].user is neither null nor an object"
+            )))
+        }
     };
-    Ok(Row { user, escalation_policy_id, escalation_level, schedule_id, start_us, end_us })
+    Ok(Row {
+        user,
+        escalation_policy_id,
+        escalation_level,
+        schedule_id,
+        start_us,
+        end_us,
+    })
 }
 
 /// `(email, id)` for a full user object; `None` for a reference or a deleted user (no email).
-fn user_with_email(index: usize, user: &Map<String, Value>) -> Result<Option<(String, String)>, SyncError> {
+fn user_with_email(
+    index: usize,
+    user: &Map<String, Value>,
+) -> Result<Option<(String, String)>, SyncError> {
     let email = match user.get("email") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(email)) if email.trim().is_empty() => return Ok(None),
         Some(Value::String(email)) => email.clone(),
-        Some(_) => return Err(invalid(format!("oncalls[{index}].user.email is not a string"))),
+        Some(_) => {
+            return Err(invalid(format!(
+                "oncalls[{index}].user.email is not a string"
+            )))
+        }
     };
-    let id = non_empty_str(user.get("id"))
-        .ok_or_else(|| invalid(format!("oncalls[{index}].user.id is missing or not a string")))?;
+    let id = non_empty_str(user.get("id")).ok_or_else(|| {
+        invalid(format!(
+            "oncalls[{index}].user.id is missing or not a string"
+        ))
+    })?;
     Ok(Some((email, id)))
 }
 
@@ -144,9 +181,14 @@ fn timestamp(index: usize, field: &str, value: Option<&Value>) -> Result<Option<
         Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
             .map(|t| Some(t.timestamp_micros()))
             .map_err(|_| {
-                invalid(format!("oncalls[{index}].{field} is not an RFC 3339 timestamp: \"{}\"", clean_text(text, 40)))
+                invalid(format!(
+                    "oncalls[{index}].{field} is not an RFC 3339 timestamp: \"{}\"",
+                    clean_text(text, 40)
+                ))
             }),
-        Some(_) => Err(invalid(format!("oncalls[{index}].{field} is neither null nor a string"))),
+        Some(_) => Err(invalid(format!(
+            "oncalls[{index}].{field} is neither null nor a string"
+        ))),
     }
 }
 
@@ -169,7 +211,10 @@ fn optional_u32(object: &Map<String, Value>, key: &str) -> Result<Option<u32>, S
 }
 
 fn invalid(detail: impl Into<String>) -> SyncError {
-    SyncError::InvalidResponse { offset: None, detail: detail.into() }
+    SyncError::InvalidResponse {
+        offset: None,
+        detail: detail.into(),
+    }
 }
 
 /// A readable one-line message from a PagerDuty error body, or `None` when there is none.
@@ -184,7 +229,7 @@ pub fn parse_error_body(body: &[u8]) -> Option<String> {
         Value::Object(top) => match top.get("error") {
             Some(Value::Object(error)) => describe_error_object(error),
             Some(Value::Array(items)) => join_items(items),
-            Some(Value::String(message)) => Some(message.clone()),
+            Some(Value::String(message)) => piece(message),
             _ => describe_error_object(top),
         },
         Value::Array(items) => join_items(items),
@@ -196,17 +241,17 @@ pub fn parse_error_body(body: &[u8]) -> Option<String> {
 
 fn describe_error_object(error: &Map<String, Value>) -> Option<String> {
     let message = match error.get("message") {
-        Some(Value::String(m)) if !m.trim().is_empty() => Some(m.trim().to_string()),
+        Some(Value::String(m)) => piece(m),
         _ => None,
     };
     let code = match error.get("code") {
         Some(Value::Number(n)) => Some(n.to_string()),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 20 => Some(s.trim().to_string()),
+        Some(Value::String(s)) if s.len() <= 20 => piece(s),
         _ => None,
     };
     let details = match error.get("errors") {
         Some(Value::Array(items)) => join_items(items),
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::String(s)) => piece(s),
         _ => None,
     };
     if message.is_none() && details.is_none() {
@@ -228,12 +273,18 @@ fn join_items(items: &[Value]) -> Option<String> {
         .iter()
         .take(20)
         .filter_map(|item| match item {
-            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::String(s) => piece(s),
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A cleaned, non-empty fragment of an error message (cut later, as a whole).
+fn piece(text: &str) -> Option<String> {
+    let text = clean_text(text, MAX_MESSAGE_CHARS + 1);
+    (!text.is_empty()).then_some(text)
 }
 
 /// One line of at most `max_chars` characters: control and bidi-formatting characters become
@@ -243,7 +294,11 @@ pub(crate) fn clean_text(text: &str, max_chars: usize) -> String {
     let mut chars = 0;
     let mut pending_space = false;
     for c in text.chars() {
-        let c = if c.is_control() || is_invisible_format(c) { ' ' } else { c };
+        let c = if c.is_control() || is_invisible_format(c) {
+            ' '
+        } else {
+            c
+        };
         if c.is_whitespace() {
             pending_space = !out.is_empty();
             continue;
