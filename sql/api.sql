@@ -123,6 +123,12 @@ CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.shifts
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
+-- Fix (e2e): sync_state.last_success_at is part of the snapshot (it decides whether PagerDuty
+-- rows are stale), so a change to it must reach decisions too; before, an UPDATE of it alone
+-- (by a DBA, or a restore) was ignored until some other table changed. Only UPDATEs naming
+-- last_success_at fire, so the worker's failed-sync bookkeeping does not reload the snapshot.
+CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OF last_success_at OR DELETE OR TRUNCATE ON @extschema@.sync_state
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 
 -- ---------------------------------------------------------------- privileges
 

@@ -18,6 +18,7 @@ use crate::snapshot;
 enum Route {
     SetRole,
     SetConfig,
+    FunctionSet,
     StartupOption,
     RoleDefault,
     Statement,
@@ -30,6 +31,7 @@ impl Route {
         match self {
             Route::SetRole => 0,
             Route::SetConfig => 1,
+            Route::FunctionSet => 2,
             Route::StartupOption => 3,
             Route::RoleDefault => 4,
             Route::Statement => 5,
@@ -235,9 +237,23 @@ fn route_of(source: pg_sys::GucSource::Type) -> Option<Route> {
         PGC_S_CLIENT => Some(Route::StartupOption),
         PGC_S_GLOBAL | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER => Some(Route::RoleDefault),
         PGC_S_SESSION if IN_SET_ROLE.get() => Some(Route::SetRole),
+        PGC_S_SESSION if in_function_set_clause() => Some(Route::FunctionSet),
         PGC_S_SESSION => Some(Route::SetConfig),
         // Defaults, files, ALTER ROLE validation (PGC_S_TEST): not a switch.
         _ => None,
+    }
+}
+
+/// A function's `SET` clause opens a GUC nesting level without a subtransaction; set_config()
+/// does not. (set_config() run inside a function that has a SET clause of its own is therefore
+/// counted as function_set: the label, not the decision, is approximate there.)
+fn in_function_set_clause() -> bool {
+    // SAFETY: opening and at once closing an empty GUC nesting level changes no setting; it
+    // only reveals the current level, which guc.c keeps private.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::AtEOXact_GUC(true, level);
+        level - 1 > pg_sys::GetCurrentTransactionNestLevel()
     }
 }
 

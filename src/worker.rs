@@ -156,6 +156,7 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
     }
     let mut worker = SyncWorker::new();
     let mut said_missing = false;
+    let mut saw_extension = false;
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: outside any transaction, as ProcessConfigFile requires.
@@ -163,6 +164,13 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
             worker.next_sync = Instant::now();
         }
         if !extension_installed() {
+            if saw_extension {
+                // DROP EXTENSION: the gate goes with it. (Never having seen it — a wrong
+                // pg_oncall.database, say — keeps the on-disk snapshot enforced: fail closed.)
+                log!("pg_oncall: extension pg_oncall was dropped from database \"{database}\"; nothing is gated any more");
+                snapshot::clear();
+                saw_extension = false;
+            }
             if !said_missing {
                 log!("pg_oncall: extension pg_oncall is not installed in database \"{database}\"; waiting for CREATE EXTENSION");
                 said_missing = true;
@@ -173,6 +181,7 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
             continue;
         }
         said_missing = false;
+        saw_extension = true;
         worker.reload_if_needed();
         if worker.sync_due() {
             if !worker.sync() {
@@ -196,6 +205,7 @@ struct SyncWorker {
     syncs_seen: u64,
     next_sync: Instant,
     consecutive_failures: u32,
+    last_error: Option<String>,
     /// On a standby the tables change by replication, which fires no trigger: poll.
     next_standby_reload: Instant,
 }
@@ -210,6 +220,7 @@ impl SyncWorker {
             syncs_seen: snapshot::sync_requests(),
             next_sync: Instant::now(),
             consecutive_failures: 0,
+            last_error: None,
             next_standby_reload: Instant::now(),
         }
     }
@@ -246,67 +257,87 @@ impl SyncWorker {
         let ticket = snapshot::sync_requests();
         self.syncs_seen = ticket;
         let interval = Duration::from_millis(guc::REFRESH_INTERVAL_MS.get() as u64);
+        // SAFETY: plain clock read.
         let started_at = unsafe { pg_sys::GetCurrentTimestamp() };
         let started = Instant::now();
-        let token = read_token();
-        let outcome = match token {
-            Err(message) => Err(message),
+        let fetched = match read_token() {
+            // Nothing to do until the configuration changes (a reload re-arms the sync).
+            Err(message) => Err(Failure { message, retry: Retry::AtInterval }),
             Ok(token) => {
                 snapshot::set_sync_in_progress(true);
                 let fetched = fetch_off_thread(token, started_at);
                 snapshot::set_sync_in_progress(false);
                 match fetched {
                     None => return false,
-                    Some(Ok(result)) => Ok(result),
-                    Some(Err(e)) => Err(e.to_string()),
+                    Some(result) => result.map_err(Failure::from),
                 }
             }
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let ok = match outcome {
-            Ok(result) => match store_shifts(&result, started_at, duration_ms, interval) {
-                Ok(()) => {
-                    if result.split_by_policy {
-                        log!("pg_oncall: more than 10,000 on-call entries: the sync was split by escalation policy");
-                    }
-                    if result.skipped_without_email > 0 {
-                        warning!(
-                            "pg_oncall: {} on-call entries had no user email and were skipped",
-                            result.skipped_without_email
-                        );
-                    }
-                    true
+        let stored = fetched.and_then(|result| {
+            store_shifts(&result, started_at, duration_ms, interval)
+                .map(|()| result)
+                .map_err(|message| Failure { message, retry: Retry::Backoff })
+        });
+        match stored {
+            Ok(result) => {
+                if self.last_error.take().is_some() {
+                    log!("pg_oncall: PagerDuty sync succeeded again ({} shifts)", result.shifts.len());
                 }
-                Err(message) => {
-                    record_failure(&message, started_at, duration_ms, self.retry_delay(interval, None), token_configured());
-                    false
+                if result.split_by_policy {
+                    log!("pg_oncall: more than 10,000 on-call entries: the sync was split by escalation policy");
                 }
-            },
-            Err(message) => {
-                let retry = self.retry_delay(interval, None);
-                record_failure(&message, started_at, duration_ms, retry, token_configured());
-                false
+                if result.skipped_without_email > 0 {
+                    warning!("pg_oncall: {} on-call entries had no user email and were skipped", result.skipped_without_email);
+                }
+                self.consecutive_failures = 0;
+                self.next_sync = Instant::now() + interval;
+                snapshot::sync_served(ticket, true);
             }
-        };
-        if ok {
-            self.consecutive_failures = 0;
-            self.next_sync = Instant::now() + interval;
-        } else {
-            self.consecutive_failures += 1;
-            self.next_sync = Instant::now() + self.retry_delay(interval, None);
+            Err(failure) => {
+                self.consecutive_failures += 1;
+                let delay = match failure.retry {
+                    Retry::AtInterval => interval,
+                    // PagerDuty's own reset wins over our schedule.
+                    Retry::After(reset) => reset.max(Duration::from_secs(1)),
+                    Retry::Backoff => {
+                        pagerduty::backoff_delay(self.consecutive_failures, std::process::id() as u64).min(interval)
+                    }
+                };
+                // One WARNING per distinct failure, not one per attempt.
+                let log = self.last_error.as_deref() != Some(failure.message.as_str());
+                record_failure(&failure.message, started_at, duration_ms, delay, log);
+                self.last_error = Some(failure.message);
+                self.next_sync = Instant::now() + delay;
+                snapshot::sync_served(ticket, false);
+            }
         }
-        snapshot::sync_served(ticket, ok);
         true
-    }
-
-    fn retry_delay(&self, interval: Duration, hint: Option<Duration>) -> Duration {
-        let backoff = pagerduty::backoff_delay(self.consecutive_failures, std::process::id() as u64);
-        hint.unwrap_or(backoff).min(interval)
     }
 }
 
-fn token_configured() -> bool {
-    read_token().is_ok()
+/// Why a sync stored nothing, and when to try again.
+struct Failure {
+    message: String,
+    retry: Retry,
+}
+
+enum Retry {
+    /// A configuration problem or a permanent refusal (401, 403, 400): no retry storm.
+    AtInterval,
+    After(Duration),
+    Backoff,
+}
+
+impl From<SyncError> for Failure {
+    fn from(e: SyncError) -> Failure {
+        let retry = match (e.is_permanent(), e.retry_after()) {
+            (true, _) => Retry::AtInterval,
+            (false, Some(reset)) => Retry::After(reset),
+            (false, None) => Retry::Backoff,
+        };
+        Failure { message: e.to_string(), retry }
+    }
 }
 
 /// The token, trimmed; errors say what is wrong with the file, never what is in it.
@@ -445,8 +476,11 @@ fn store_shifts(result: &SyncResult, started_at: pg_sys::TimestampTz, duration_m
     stored
 }
 
-fn record_failure(message: &str, started_at: pg_sys::TimestampTz, duration_ms: f64, retry: Duration, token_ok: bool) {
-    warning!("pg_oncall: PagerDuty sync failed: {message}");
+fn record_failure(message: &str, started_at: pg_sys::TimestampTz, duration_ms: f64, retry: Duration, log: bool) {
+    if log {
+        warning!("pg_oncall: PagerDuty sync failed: {message}");
+    }
+    let token_ok = read_token().is_ok();
     let started = TimestampWithTimeZone::try_from(started_at).ok();
     let message = message.to_owned();
     let retry_ms = retry.as_millis() as f64;

@@ -212,7 +212,8 @@ impl fmt::Display for SyncError {
                 clean_text(escalation_policy_id, 64)
             ),
             SyncError::TooManyOncalls { detail } => {
-                write!(f, "PagerDuty account too large to sync completely: {}", clean_text(detail, MAX_MESSAGE_CHARS))
+                // Our own wording, never server text: room for the whole explanation.
+                write!(f, "PagerDuty account too large to sync completely: {}", clean_text(detail, 400))
             }
             SyncError::Cancelled => write!(f, "PagerDuty sync cancelled"),
         }

@@ -349,9 +349,15 @@ impl<'a> Fetcher<'a> {
             }
             collected.shifts.extend(parsed.page.shifts);
             collected.skipped_without_email += parsed.page.skipped_without_email;
+            // PagerDuty may serve fewer rows than asked (it echoes the limit it used): only a
+            // page shorter than both is known to be the last when `more` is missing.
+            let page_size = match parsed.page.limit {
+                0 => limit,
+                echoed => echoed.min(limit),
+            };
             let more = if parsed.more_present {
                 parsed.page.more
-            } else if rows < limit as usize {
+            } else if rows < page_size as usize {
                 false
             } else {
                 return Err(inconsistent(

@@ -424,6 +424,13 @@ fn unlistable_policies_are_an_error_not_a_truncation() {
     let transport = Scripted::new(|url| mini_pagerduty(&rows, false, url));
     let error = run(&transport).unwrap_err();
     assert!(matches!(error, SyncError::TooManyOncalls { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "PagerDuty account too large to sync completely: more than 10000 on-call entries, and \
+         more than 10000 distinct (escalation policy, level, user) combinations, so the \
+         escalation policies cannot all be listed; shorten pg_oncall.lookahead"
+    );
+    assert!(error.is_permanent());
     assert_no_request_past_cap(&transport.urls());
 }
 
@@ -607,6 +614,10 @@ fn broken_pagination_answers_are_errors() {
     let cases = vec![
         (
             json!({"oncalls": full_page.clone()}),
+            "a full page without `more`",
+        ),
+        (
+            json!({"oncalls": full_page[..25].to_vec(), "limit": 25}),
             "a full page without `more`",
         ),
         (
@@ -849,4 +860,16 @@ fn pack_batches_respects_targets() {
 fn policy_ids_are_percent_encoded() {
     assert_eq!(percent_encode("PT20YPA"), "PT20YPA");
     assert_eq!(percent_encode("a&b=c d/é"), "a%26b%3Dc%20d%2F%C3%A9");
+}
+
+#[test]
+fn config_debug_hides_the_token() {
+    let text = format!("{:?}", config());
+    assert!(
+        !text.contains(TOKEN) && text.contains("<redacted>"),
+        "{text}"
+    );
+    let built = SyncConfig::new("http://pd.test", TOKEN, 1, Duration::from_secs(1));
+    assert_eq!(built.max_body_bytes, 32 * 1024 * 1024);
+    assert_eq!(built.max_rate_limit_wait, Duration::from_secs(60));
 }

@@ -11,6 +11,7 @@ mod fetch;
 mod parse;
 mod transport;
 
+use std::fmt;
 use std::time::Duration;
 
 pub use backoff::backoff_delay;
@@ -49,7 +50,8 @@ pub struct Page {
 }
 
 /// What one sync needs to know. `lookahead_us` is added to `now_us` to form the `until` bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` output hides the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SyncConfig {
     /// Base URL, e.g. `https://api.pagerduty.com` (a trailing slash is fine).
     pub api_url: String,
@@ -67,6 +69,40 @@ pub struct SyncConfig {
 impl SyncConfig {
     /// Default per-page body cap: 32 MiB (a full page of 100 rows is ~100 KiB).
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+    /// Default longest 429 wait inside one sync.
+    pub const DEFAULT_MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+    /// A configuration with the default body cap and rate-limit wait.
+    pub fn new(api_url: &str, token: &str, lookahead_us: i64, http_timeout: Duration) -> Self {
+        SyncConfig {
+            api_url: api_url.to_string(),
+            token: token.to_string(),
+            lookahead_us,
+            http_timeout,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_rate_limit_wait: Self::DEFAULT_MAX_RATE_LIMIT_WAIT,
+        }
+    }
+}
+
+impl fmt::Debug for SyncConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("api_url", &self.api_url)
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    "<empty>"
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("lookahead_us", &self.lookahead_us)
+            .field("http_timeout", &self.http_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_rate_limit_wait", &self.max_rate_limit_wait)
+            .finish()
+    }
 }
 
 /// A complete snapshot of PagerDuty's on-call rows for the window; never partial.

@@ -11,6 +11,8 @@ use pgrx::pg_sys;
 
 use crate::guc;
 
+mod file;
+
 pub const NAME_LEN: usize = pg_sys::NAMEDATALEN as usize;
 pub const EMAIL_LEN: usize = 256;
 pub const ID_LEN: usize = 64;
@@ -292,6 +294,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
             (*shared).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr())).lock;
             (*shared).capacity = cap;
             (*shared).last_sync_success = None;
+            restore_from_disk(&*shared);
         }
         SHARED = shared;
         pg_sys::LWLockRelease(init_lock);
@@ -410,10 +413,7 @@ pub struct Overflow {
     pub setting: &'static str,
 }
 
-/// Sorts and publishes `snap` whole, or refuses it whole when it exceeds the capacity.
-pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
-    let shared = shared().ok_or(Overflow { what: "shared memory", needed: 1, capacity: 0, setting: "shared_preload_libraries" })?;
-    let cap = shared.capacity;
+fn check_capacity(snap: &Snapshot, cap: Capacity) -> Result<(), Overflow> {
     let checks = [
         ("shifts", snap.shifts.len(), cap.shifts, "pg_oncall.max_shifts"),
         ("gated roles", snap.roles.len(), cap.roles, "pg_oncall.max_gated_roles"),
@@ -422,43 +422,88 @@ pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
     ];
     for (what, needed, capacity, setting) in checks {
         if needed > capacity {
-            shared.snapshot_overflow.store(true, Ordering::Relaxed);
             return Err(Overflow { what, needed, capacity, setting });
         }
     }
+    Ok(())
+}
+
+/// Copies `snap`, sorted for lookups, into the segment. The caller holds the lock
+/// exclusively, or is the postmaster before any backend exists.
+unsafe fn write_segment(shared: &Shared, snap: &mut Snapshot) {
     snap.shifts.sort_by(|a, b| a.email.text().cmp(b.email.text()));
     snap.roles.sort_by(|a, b| a.name.text().cmp(b.name.text()));
     snap.identities.sort_by(|a, b| a.role_name.text().cmp(b.role_name.text()));
     let mut by_oid: Vec<u32> = (0..snap.roles.len() as u32).collect();
     by_oid.sort_by_key(|&i| snap.roles[i as usize].oid.to_u32());
-
-    // SAFETY: sizes were checked against the capacity the segment was laid out for; the
-    // exclusive lock keeps readers out while the arrays and counts change together.
+    // SAFETY: the caller checked the sizes against the capacity the segment was laid out for
+    // and excludes readers; the arrays lie within the segment per `Layout`.
     unsafe {
         let shared_mut = shared as *const Shared as *mut Shared;
         let base = shared_mut as *mut u8;
-        let layout = Layout::of(cap);
-        pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let layout = Layout::of(shared.capacity);
         std::ptr::copy_nonoverlapping(snap.shifts.as_ptr(), base.add(layout.shifts).cast(), snap.shifts.len());
         std::ptr::copy_nonoverlapping(snap.roles.as_ptr(), base.add(layout.roles).cast(), snap.roles.len());
         std::ptr::copy_nonoverlapping(by_oid.as_ptr(), base.add(layout.roles_by_oid).cast(), by_oid.len());
-        std::ptr::copy_nonoverlapping(
-            snap.identities.as_ptr(),
-            base.add(layout.identities).cast(),
-            snap.identities.len(),
-        );
+        std::ptr::copy_nonoverlapping(snap.identities.as_ptr(), base.add(layout.identities).cast(), snap.identities.len());
         std::ptr::copy_nonoverlapping(snap.ids.as_ptr(), base.add(layout.ids).cast(), snap.ids.len());
         (*shared_mut).n_shifts = snap.shifts.len();
         (*shared_mut).n_roles = snap.roles.len();
         (*shared_mut).n_identities = snap.identities.len();
         (*shared_mut).n_ids = snap.ids.len();
         (*shared_mut).last_sync_success = snap.last_sync_success;
+    }
+}
+
+/// Publishes `snap` whole, or refuses it whole when it exceeds the capacity, then keeps a
+/// copy on disk so that the next server start enforces it before the worker's first load.
+pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
+    let shared = shared().ok_or(Overflow { what: "shared memory", needed: 1, capacity: 0, setting: "shared_preload_libraries" })?;
+    if let Err(overflow) = check_capacity(&snap, shared.capacity) {
+        shared.snapshot_overflow.store(true, Ordering::Relaxed);
+        return Err(overflow);
+    }
+    // SAFETY: the exclusive lock keeps readers out while the arrays and counts change together.
+    let generation = unsafe {
+        pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        write_segment(shared, &mut snap);
         let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         pg_sys::LWLockRelease(shared.lock);
-        shared.snapshot_overflow.store(false, Ordering::Relaxed);
-        shared.loaded_at.store(pg_sys::GetCurrentTimestamp(), Ordering::Relaxed);
-        Ok(generation)
+        generation
+    };
+    shared.snapshot_overflow.store(false, Ordering::Relaxed);
+    // SAFETY: plain clock read.
+    shared.loaded_at.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
+    if let Err(e) = file::save(&snap) {
+        pgrx::warning!("pg_oncall: could not save the snapshot to {}: {e}", file::PATH);
     }
+    Ok(generation)
+}
+
+/// The extension was dropped: nothing is gated any more, now or after a restart.
+pub fn clear() {
+    let _ = publish(Snapshot::default());
+    file::remove();
+}
+
+/// In the postmaster at shared-memory creation: enforce the last published snapshot from
+/// the first connection on, until the worker loads the tables.
+fn restore_from_disk(shared: &Shared) {
+    let mut snap = match file::load() {
+        Ok(Some(snap)) => snap,
+        Ok(None) => return,
+        Err(e) => {
+            pgrx::log!("pg_oncall: ignoring {}: {e}", file::PATH);
+            return;
+        }
+    };
+    if let Err(o) = check_capacity(&snap, shared.capacity) {
+        pgrx::log!("pg_oncall: ignoring {}: {} {} exceed {} ({})", file::PATH, o.needed, o.what, o.capacity, o.setting);
+        return;
+    }
+    // SAFETY: no backend exists yet; we are the segment's creator.
+    unsafe { write_segment(shared, &mut snap) };
+    shared.generation.store(1, Ordering::Release);
 }
 
 // ------------------------------------------------------------------ worker hand-shake
