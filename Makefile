@@ -1,6 +1,7 @@
 # pg_oncall — the two commands: `make demo` (the main job) and `make test` (everything).
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_PGDATA ?= /tmp/pg_oncall-pgrx-tests
+export PG_CONFIG
 export PGRX_PG_CONFIG_PATH := $(PG_CONFIG)
 
 .PHONY: setup test test-unit test-pg test-e2e install demo bench

@@ -18,6 +18,7 @@ mod worker;
 
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../sql/api.sql", name = "api", finalize);
+pgrx::extension_sql_file!("../sql/doctor.sql", name = "doctor", requires = ["api"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

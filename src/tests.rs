@@ -156,4 +156,15 @@ mod tests {
         let row = Spi::get_two::<bool, bool>("SELECT token_configured, stale FROM oncall.status()").unwrap();
         assert_eq!(row, (Some(false), Some(true)));
     }
+
+    #[pg_test]
+    fn doctor_reports_an_inheriting_member_and_the_fix_clears_it() {
+        Spi::run("CREATE ROLE doc_admin NOLOGIN; CREATE ROLE doc_member LOGIN INHERIT; GRANT doc_admin TO doc_member").unwrap();
+        Spi::run("INSERT INTO oncall.identities VALUES ('doc_member', 'doc@example.com')").unwrap();
+        Spi::run("SELECT oncall.gate_role('doc_admin')").unwrap();
+        let inherits = "SELECT count(*) FROM oncall.doctor() WHERE object = 'role doc_member' AND problem LIKE '%inherits%'";
+        assert_eq!(Spi::get_one::<i64>(inherits).unwrap(), Some(1));
+        Spi::run("ALTER ROLE doc_member NOINHERIT").unwrap();
+        assert_eq!(Spi::get_one::<i64>(inherits).unwrap(), Some(0));
+    }
 }

@@ -29,7 +29,8 @@ pub fn register_launcher() {
         .set_library(LIBRARY)
         .set_function("pg_oncall_launcher_main")
         .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        // A hot standby enforces too: it loads the replicated tables (and never syncs).
+        .set_start_time(BgWorkerStartTime::ConsistentState)
         .set_restart_time(Some(Duration::from_secs(5)))
         .load();
 }
@@ -102,6 +103,7 @@ pub extern "C-unwind" fn pg_oncall_launcher_main(_arg: pg_sys::Datum) {
             .set_library(LIBRARY)
             .set_function("pg_oncall_sync_main")
             .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::ConsistentState)
             .set_extra(&database)
             .set_notify_pid(my_pid)
             .load_dynamic();
