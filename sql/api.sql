@@ -4,7 +4,7 @@
 -- ---------------------------------------------------------------- decisions (everyone)
 
 CREATE FUNCTION @extschema@.check_oncall_access() RETURNS boolean
-    STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_oncall_access_wrapper';
+    STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_oncall_access_fast';
 COMMENT ON FUNCTION @extschema@.check_oncall_access() IS
     'Is the session user on call now (default levels, any policy)? In RLS prefer USING ((SELECT oncall.check_oncall_access())).';
 

@@ -19,8 +19,47 @@ fn is_superuser(oid: pg_sys::Oid) -> bool {
     unsafe { pg_sys::superuser_arg(oid) }
 }
 
-#[pg_extern(sql = false)]
-fn check_oncall_access() -> bool {
+/// One statement's answer to `check_oncall_access()`. An RLS policy calls the function once
+/// per row: within a statement the answer is fixed (STABLE, "now" is the statement's start),
+/// so all calls after the first cost two plain calls and two comparisons.
+#[derive(Clone, Copy)]
+struct StatementMemo {
+    statement_start: pg_sys::TimestampTz,
+    session_user: pg_sys::Oid,
+    allowed: bool,
+}
+
+static mut STATEMENT_MEMO: StatementMemo =
+    StatementMemo { statement_start: i64::MIN, session_user: pg_sys::InvalidOid, allowed: false };
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_check_oncall_access_fast() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `oncall.check_oncall_access()`: a bare C-ABI function rather than a pgrx wrapper, because
+/// its per-row cost is the product (see bench/). Its own frame holds nothing to drop, and
+/// everything that can raise runs inside the guarded `session_user_on_call_now`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn check_oncall_access_fast(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: backend-local state, touched only on the backend's one thread; the two
+    // accessors read plain variables and cannot raise.
+    unsafe {
+        let statement_start = pg_sys::GetCurrentStatementStartTimestamp();
+        let session_user = pg_sys::GetSessionUserId();
+        let memo = *std::ptr::addr_of!(STATEMENT_MEMO);
+        if memo.statement_start == statement_start && memo.session_user == session_user {
+            return pg_sys::Datum::from(memo.allowed);
+        }
+        let allowed = session_user_on_call_now();
+        STATEMENT_MEMO = StatementMemo { statement_start, session_user, allowed };
+        pg_sys::Datum::from(allowed)
+    }
+}
+
+#[pg_guard]
+extern "C-unwind" fn session_user_on_call_now() -> bool {
     access::session_user_on_call(access::statement_now()).allowed
 }
 
