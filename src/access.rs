@@ -190,30 +190,23 @@ pub fn session_user_on_call(now: i64) -> Decision {
     decision
 }
 
-/// The answer for a role switch: `None` when the role is not gated.
-pub struct RoleAccess {
-    pub decision: Decision,
-    pub identity: Identity,
-}
-
-/// May the session user assume `role` now? `None` when the role is not gated. When the
-/// snapshot was never loaded, nothing is known to be gated: see the security model.
-pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: &str, now: i64) -> Option<RoleAccess> {
+/// May the session user assume `role` now? `None` when the role is not gated. When no snapshot
+/// was ever published, nothing is known to be gated: see the security model. `role_name` is
+/// asked for only on a cache miss (the snapshot matches roles by OID, then by name).
+pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: impl FnOnce() -> String, now: i64) -> Option<Decision> {
     let key = CacheKey::current();
+    if let Some(decision) = cached(&key, RuleKey::Role(role_oid), now) {
+        return decision;
+    }
     let identity = session_identity();
-    let decision = match cached(&key, RuleKey::Role(role_oid), now) {
-        Some(decision) => decision,
-        None => {
-            let decision = snapshot::read(|view| {
-                view.gated_role(role_oid, role_name)
-                    .map(|role| decide_for_role(view, role, identity.email.as_deref(), now))
-            })
-            .flatten();
-            remember(key, RuleKey::Role(role_oid), now, decision);
-            decision
-        }
-    };
-    decision.map(|decision| RoleAccess { decision, identity })
+    let name = role_name();
+    let decision = snapshot::read(|view| {
+        view.gated_role(role_oid, &name)
+            .map(|role| decide_for_role(view, role, identity.email.as_deref(), now))
+    })
+    .flatten();
+    remember(key, RuleKey::Role(role_oid), now, decision);
+    decision
 }
 
 /// `oncall.is_on_call(email, min_level, policies)`: for policies that name a person.

@@ -72,7 +72,7 @@ fn check_role_access(role_name: &CStr) -> bool {
     }
     // SAFETY: syscache lookup by name; missing_ok returns InvalidOid for an unknown role.
     let oid = unsafe { pg_sys::get_role_oid(role_name.as_ptr(), true) };
-    access::session_user_may_assume(oid, &name, access::statement_now()).map_or(true, |a| a.decision.allowed)
+    access::session_user_may_assume(oid, || name.into_owned(), access::statement_now()).map_or(true, |d| d.allowed)
 }
 
 #[pg_extern(sql = false)]

@@ -199,7 +199,7 @@ fn detail(reason: Reason, role: &str, identity: &Identity) -> String {
 const HINT_SWITCH: &str = "Access is granted automatically while you are on call. In an emergency a superuser can grant it with oncall.override().";
 
 /// The decision for a switch into `role`, logged and counted; `Err(message parts)` to refuse.
-fn decide_switch(role_oid: pg_sys::Oid, role: &str, route: Route) -> Result<(), (String, String)> {
+fn decide_switch(role_oid: pg_sys::Oid, role: &str, source: SwitchSource) -> Result<(), (String, String)> {
     let enforcement = guc::enforcement();
     if enforcement == Enforcement::Off {
         return Ok(());
@@ -208,39 +208,59 @@ fn decide_switch(role_oid: pg_sys::Oid, role: &str, route: Route) -> Result<(), 
         if snapshot::read(|v| v.gated_role(role_oid, role).is_some()).unwrap_or(false) {
             let identity = access::session_identity();
             let superuser = Decision { allowed: true, reason: Reason::OnCall, until: None, valid_until: None };
-            audit(Verdict::Allow, route, role, &identity, "superuser", &superuser);
+            audit(Verdict::Allow, source.route(), role, &identity, "superuser", &superuser);
         }
         return Ok(());
     }
-    let Some(access) = access::session_user_may_assume(role_oid, role, access::now()) else { return Ok(()) };
-    let reason = access.decision.reason.text();
-    if access.decision.allowed {
-        audit(Verdict::Allow, route, role, &access.identity, reason, &access.decision);
+    let Some(decision) = access::session_user_may_assume(role_oid, || role.to_owned(), access::now()) else { return Ok(()) };
+    let identity = access::session_identity();
+    let route = source.route();
+    let reason = decision.reason.text();
+    if decision.allowed {
+        audit(Verdict::Allow, route, role, &identity, reason, &decision);
         return Ok(());
     }
     if enforcement == Enforcement::Audit {
-        audit(Verdict::AuditDeny, route, role, &access.identity, reason, &access.decision);
+        audit(Verdict::AuditDeny, route, role, &identity, reason, &decision);
         return Ok(());
     }
-    audit(Verdict::Deny, route, role, &access.identity, reason, &access.decision);
+    audit(Verdict::Deny, route, role, &identity, reason, &decision);
     let message = format!(
         "pg_oncall: permission denied to set role \"{role}\" for {} (identity {})",
-        access.identity.role_name,
-        access.identity.email.as_deref().unwrap_or("none")
+        identity.role_name,
+        identity.email.as_deref().unwrap_or("none")
     );
-    Err((message, detail(access.decision.reason, role, &access.identity)))
+    Err((message, detail(decision.reason, role, &identity)))
 }
 
-fn route_of(source: pg_sys::GucSource::Type) -> Option<Route> {
-    use pg_sys::GucSource::*;
-    match source {
-        PGC_S_CLIENT => Some(Route::StartupOption),
-        PGC_S_GLOBAL | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER => Some(Route::RoleDefault),
-        PGC_S_SESSION if IN_SET_ROLE.get() => Some(Route::SetRole),
-        PGC_S_SESSION if in_function_set_clause() => Some(Route::FunctionSet),
-        PGC_S_SESSION => Some(Route::SetConfig),
-        // Defaults, files, ALTER ROLE validation (PGC_S_TEST): not a switch.
-        _ => None,
+/// Where a switch came from; a session-level one is told apart only when it gets logged.
+#[derive(Clone, Copy)]
+enum SwitchSource {
+    Known(Route),
+    Session,
+}
+
+impl SwitchSource {
+    fn of(source: pg_sys::GucSource::Type) -> Option<SwitchSource> {
+        use pg_sys::GucSource::*;
+        match source {
+            PGC_S_CLIENT => Some(SwitchSource::Known(Route::StartupOption)),
+            PGC_S_GLOBAL | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER => {
+                Some(SwitchSource::Known(Route::RoleDefault))
+            }
+            PGC_S_SESSION if IN_SET_ROLE.get() => Some(SwitchSource::Known(Route::SetRole)),
+            PGC_S_SESSION => Some(SwitchSource::Session),
+            // Defaults, files, ALTER ROLE validation (PGC_S_TEST): not a switch.
+            _ => None,
+        }
+    }
+
+    fn route(self) -> Route {
+        match self {
+            SwitchSource::Known(route) => route,
+            SwitchSource::Session if in_function_set_clause() => Route::FunctionSet,
+            SwitchSource::Session => Route::SetConfig,
+        }
     }
 }
 
@@ -281,9 +301,9 @@ unsafe extern "C-unwind" fn check_role(newval: *mut *mut c_char, extra: *mut *mu
         if role_oid == pg_sys::InvalidOid {
             return true;
         }
-        let Some(route) = route_of(source) else { return true };
+        let Some(source) = SwitchSource::of(source) else { return true };
         let role = CStr::from_ptr(*newval).to_string_lossy().into_owned();
-        match decide_switch(role_oid, &role, route) {
+        match decide_switch(role_oid, &role, source) {
             Ok(()) => true,
             Err((message, detail)) => {
                 pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
@@ -307,26 +327,27 @@ fn recheck_current_role() {
     if session_user_is_superuser() {
         return;
     }
+    let Some(decision) = access::session_user_may_assume(role_oid, || role_name(role_oid), access::statement_now()) else { return };
+    if decision.allowed {
+        return;
+    }
     let role = role_name(role_oid);
-    let Some(access) = access::session_user_may_assume(role_oid, &role, access::statement_now()) else { return };
-    if access.decision.allowed {
-        return;
-    }
-    let reason = access.decision.reason.text();
+    let identity = access::session_identity();
+    let reason = decision.reason.text();
     if guc::enforcement() == Enforcement::Audit {
-        audit(Verdict::AuditDeny, Route::Statement, &role, &access.identity, reason, &access.decision);
+        audit(Verdict::AuditDeny, Route::Statement, &role, &identity, reason, &decision);
         return;
     }
-    audit(Verdict::Deny, Route::Statement, &role, &access.identity, reason, &access.decision);
+    audit(Verdict::Deny, Route::Statement, &role, &identity, reason, &decision);
     raise(
         PgLogLevel::ERROR,
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!(
             "pg_oncall: on-call access to role \"{role}\" has ended for {} (identity {})",
-            access.identity.role_name,
-            access.identity.email.as_deref().unwrap_or("none")
+            identity.role_name,
+            identity.email.as_deref().unwrap_or("none")
         ),
-        detail(access.decision.reason, &role, &access.identity),
+        detail(decision.reason, &role, &identity),
         "Run RESET ROLE to continue as yourself.".into(),
     );
 }
