@@ -184,12 +184,12 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
         }
         said_missing = false;
         saw_extension = true;
-        worker.reload_if_needed();
+        let _ = worker.reload_if_needed();
         if worker.sync_due() {
             if !worker.sync() {
                 return;
             }
-            worker.reload_if_needed();
+            let _ = worker.reload_if_needed();
         }
         if !BackgroundWorker::wait_latch(Some(worker.sleep_time())) {
             return;
@@ -227,19 +227,24 @@ impl SyncWorker {
         }
     }
 
-    fn reload_if_needed(&mut self) {
+    /// Err when a requested reload failed (the previous snapshot stays published).
+    fn reload_if_needed(&mut self) -> Result<(), String> {
         let requested = snapshot::reload_requests();
         let standby_due = in_recovery() && Instant::now() >= self.next_standby_reload;
         if self.reloads_seen == Some(requested) && !standby_due {
-            return;
+            return Ok(());
         }
         self.next_standby_reload = Instant::now() + STANDBY_RELOAD;
         match load_snapshot() {
-            Ok(()) => self.reloads_seen = Some(requested),
+            Ok(()) => {
+                self.reloads_seen = Some(requested);
+                Ok(())
+            }
             Err(message) => {
                 // Keep the previous snapshot; say so once per change, not once per wake-up.
                 log!("pg_oncall: {message}; keeping the previous snapshot");
                 self.reloads_seen = Some(requested);
+                Err(message)
             }
         }
     }
@@ -277,9 +282,22 @@ impl SyncWorker {
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let stored = fetched.and_then(|result| {
+            fits_snapshot(result.shifts.len()).map_err(|message| Failure { message, retry: Retry::AtInterval })?;
             store_shifts(&result, started_at, duration_ms, interval)
                 .map(|()| result)
                 .map_err(|message| Failure { message, retry: Retry::Backoff })
+        });
+        // Fix (e2e): publish the synced rows before reporting the sync served, and count a
+        // snapshot that cannot hold them (pg_oncall.max_shifts...) as a failed sync. Before,
+        // refresh() and status() reported success while decisions kept the previous snapshot,
+        // which then went stale with status() still saying stale = false. (The rows are stored,
+        // so syncs_ok and syncs_failed both count this sync; retrying cannot help before a
+        // restart with more capacity, hence AtInterval.)
+        let stored = stored.and_then(|result| {
+            self.reload_if_needed().map(|()| result).map_err(|message| Failure {
+                message: format!("{message}; the synced shifts are in oncall.shifts but decisions keep the previous snapshot"),
+                retry: Retry::AtInterval,
+            })
         });
         match stored {
             Ok(result) => {
@@ -413,6 +431,29 @@ fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
 
 fn ts_arg(us: Option<i64>) -> Option<TimestampWithTimeZone> {
     us.and_then(|us| TimestampWithTimeZone::try_from(pg_from_unix(us)).ok())
+}
+
+/// Refuses, before anything is replaced, a sync whose rows the snapshot could not hold.
+fn fits_snapshot(pagerduty_shifts: usize) -> Result<(), String> {
+    let manual = PgTryBuilder::new(|| {
+        BackgroundWorker::transaction(|| {
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM oncall.shifts WHERE source = 'manual' AND (ends_at IS NULL OR ends_at > now())",
+            )
+            .map_err(|e| e.to_string())
+        })
+    })
+    .catch_others(|e| Err(caught_message(&e)))
+    .execute()?
+    .unwrap_or(0) as usize;
+    let capacity = guc::MAX_SHIFTS.get() as usize;
+    if pagerduty_shifts + manual > capacity {
+        return Err(format!(
+            "the snapshot does not fit: PagerDuty returned {pagerduty_shifts} shifts and {manual} manual ones are active, \
+             more than pg_oncall.max_shifts = {capacity} (raise it and restart); the previous shifts are kept"
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces the PagerDuty rows in one transaction; manual rows are untouched.

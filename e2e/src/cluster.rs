@@ -485,6 +485,13 @@ impl Cluster {
     /// backend sees the new `pg_conf_load_time()`), and so has signalled every process: an
     /// existing session applies the change before its next statement.
     pub fn reload(&self) {
+        let errors = self.reload_allowing_errors();
+        assert!(errors.is_empty(), "e2e: configuration errors after reload: {errors:?}");
+    }
+
+    /// [`Cluster::reload`] for tests that write bad settings on purpose: returns the
+    /// `pg_file_settings` errors ("name: error") instead of failing on them.
+    pub fn reload_allowing_errors(&self) -> Vec<String> {
         let load_time = |c: &mut Client| -> chrono::DateTime<chrono::Utc> {
             c.query_one("SELECT pg_conf_load_time()", &[]).expect("e2e: pg_conf_load_time()").get(0)
         };
@@ -494,12 +501,10 @@ impl Cluster {
         self.connect().batch_execute("SELECT pg_reload_conf()").expect("e2e: pg_reload_conf()");
         let reloaded = wait_until(Duration::from_secs(10), || load_time(&mut self.connect()) > before);
         assert!(reloaded, "e2e: the server did not reload its configuration within 10 s\n{}", self.log_tail());
-        let errors: Vec<String> = self
-            .connect()
-            .query("SELECT name || ': ' || coalesce(error, '') FROM pg_file_settings WHERE error IS NOT NULL", &[])
+        self.connect()
+            .query("SELECT coalesce(name, '?') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL", &[])
             .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-            .unwrap_or_default();
-        assert!(errors.is_empty(), "e2e: configuration errors after reload: {errors:?}");
+            .unwrap_or_default()
     }
 
     /// Fast shutdown and start again (same directory, port and log), then waits for the
@@ -523,22 +528,27 @@ impl Cluster {
     /// timeout and `statement_timeout`; adjust (e.g. `options`) and connect with
     /// [`Cluster::try_connect_with`].
     pub fn config(&self, role: &str, db: &str) -> Config {
+        let mut config = Self::base_config(role, db);
+        config.host_path(&self.root).port(self.port);
+        config
+    }
+
+    /// Like [`Cluster::config`] but over TCP to 127.0.0.1 (only: a `Config` with several
+    /// hosts would try the next one after a refused login).
+    pub fn tcp_config(&self, role: &str, db: &str) -> Config {
+        let mut config = Self::base_config(role, db);
+        config.host("127.0.0.1").port(self.port);
+        config
+    }
+
+    fn base_config(role: &str, db: &str) -> Config {
         let mut config = Config::new();
         config
-            .host_path(&self.root)
-            .port(self.port)
             .user(role)
             .dbname(db)
             .application_name("e2e")
             .connect_timeout(Duration::from_secs(10))
             .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT}"));
-        config
-    }
-
-    /// Like [`Cluster::config`] but over TCP to 127.0.0.1.
-    pub fn tcp_config(&self, role: &str, db: &str) -> Config {
-        let mut config = self.config(role, db);
-        config.host("127.0.0.1");
         config
     }
 
