@@ -66,6 +66,13 @@ SELECT 'warning', format('role %I', role_name),
        'Make sure that is intended: CREATEROLE can rename roles and grant membership; BYPASSRLS skips every policy.'
   FROM gated WHERE rolbypassrls OR rolcreaterole
 UNION ALL
+SELECT 'warning', format('role %I', c.rolname),
+       format('%I has CREATEROLE: it can grant gated roles to any role (one that inherits, too) and rename roles', c.rolname),
+       format('ALTER ROLE %I NOCREATEROLE;', c.rolname)
+  FROM pg_roles AS c
+ WHERE c.rolcreaterole AND NOT c.rolsuper AND EXISTS (SELECT 1 FROM gated)
+   AND NOT EXISTS (SELECT 1 FROM gated AS g WHERE g.role_oid = c.oid)
+UNION ALL
 SELECT 'error', format('role %I', m.rolname),
        format('%I inherits the privileges of gated role %I (INHERIT%s): it uses them without SET ROLE, past the gate',
               m.rolname, g.role_name,

@@ -3,7 +3,6 @@
 //! Their SQL declarations are written by hand there, so that types and privileges are exact.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use oncall_core::decision::{self, Until};
@@ -214,30 +213,9 @@ fn refresh(wait: bool, timeout_ms: i64) {
     }
 }
 
-static RELOAD_PENDING: AtomicBool = AtomicBool::new(false);
-static XACT_CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
-
 /// Called by the tables' triggers: wake the worker once this transaction commits (waking it
 /// earlier would let it load the old rows).
 #[pg_extern(sql = false)]
 fn reload_after_commit() {
-    RELOAD_PENDING.store(true, Ordering::Relaxed);
-    if !XACT_CALLBACK_REGISTERED.swap(true, Ordering::Relaxed) {
-        // SAFETY: registers a process-lifetime callback once per backend.
-        unsafe { pg_sys::RegisterXactCallback(Some(on_xact_end), std::ptr::null_mut()) };
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
-            if RELOAD_PENDING.swap(false, Ordering::Relaxed) {
-                snapshot::request_reload();
-            }
-        }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => RELOAD_PENDING.store(false, Ordering::Relaxed),
-        _ => {}
-    }
+    snapshot::at_commit(snapshot::CommitAction::Reload);
 }

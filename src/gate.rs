@@ -366,6 +366,42 @@ fn role_name(oid: pg_sys::Oid) -> String {
     unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }
 
+fn extension_exists() -> bool {
+    // SAFETY: syscache lookup in a transaction; missing_ok.
+    unsafe { pg_sys::get_extension_oid(c"pg_oncall".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+fn in_worker_database() -> bool {
+    // SAFETY: reads this backend's database; get_database_name returns a palloc'd copy or NULL.
+    let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+    // SAFETY: a non-null result is a NUL-terminated string.
+    !name.is_null() && unsafe { CStr::from_ptr(name) }.to_bytes() == guc::database().as_bytes()
+}
+
+/// Renaming a gated role would leave its rule behind under the old name: refuse it, for
+/// superusers too (they can ungate, rename and gate again).
+fn refuse_renaming_a_gated_role(stmt: *mut pg_sys::Node) {
+    // SAFETY: `stmt` is a RenameStmt (checked by the caller); `subname` is its old name.
+    let (old, oid) = unsafe {
+        let rename = stmt as *mut pg_sys::RenameStmt;
+        if (*rename).renameType != pg_sys::ObjectType::OBJECT_ROLE || (*rename).subname.is_null() {
+            return;
+        }
+        // Syscache lookup in a transaction; missing_ok.
+        let oid = pg_sys::get_role_oid((*rename).subname, true);
+        (CStr::from_ptr((*rename).subname).to_string_lossy().into_owned(), oid)
+    };
+    if snapshot::read(|v| v.gated_role(oid, &old).is_some()).unwrap_or(false) {
+        raise(
+            PgLogLevel::ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pg_oncall: role \"{old}\" is gated and cannot be renamed"),
+            "Its rule in oncall.gated_roles names it; a rename would leave the role ungated.".into(),
+            format!("Run SELECT oncall.ungate_role('{old}') and commit, rename the role, then gate it again under its new name."),
+        );
+    }
+}
+
 /// `SET`/`RESET` of any setting (so `RESET ROLE` always works), transaction control and
 /// `DISCARD` are never refused: they cannot use the role's privileges.
 unsafe fn is_exempt(stmt: *mut pg_sys::Node) -> (bool, bool) {
@@ -398,10 +434,16 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: arguments are passed through unchanged to the previous hook or the standard
     // implementation; the flag is reset whether the statement succeeds or raises.
     unsafe {
-        let (exempt, sets_role) = is_exempt((*pstmt).utilityStmt);
+        let stmt = (*pstmt).utilityStmt;
+        let (exempt, sets_role) = is_exempt(stmt);
         if !exempt {
             recheck_current_role();
         }
+        if (*stmt).type_ == pg_sys::NodeTag::T_RenameStmt {
+            refuse_renaming_a_gated_role(stmt);
+        }
+        // DROP EXTENSION, or DROP SCHEMA … CASCADE, in the worker's database ends the gate.
+        let may_drop_extension = (*stmt).type_ == pg_sys::NodeTag::T_DropStmt && in_worker_database() && extension_exists();
         let run = || match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
             None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
@@ -413,6 +455,9 @@ unsafe extern "C-unwind" fn process_utility(
             IN_SET_ROLE.set(false);
         } else {
             run();
+        }
+        if may_drop_extension && !extension_exists() {
+            snapshot::at_commit(snapshot::CommitAction::Clear);
         }
     }
 }

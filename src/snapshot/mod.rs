@@ -480,7 +480,7 @@ pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
     Ok(generation)
 }
 
-/// The extension was dropped: nothing is gated any more, now or after a restart.
+/// The extension is gone: nothing is gated any more, now or after a restart.
 pub fn clear() {
     let _ = publish(Snapshot::default());
     file::remove();
@@ -526,6 +526,47 @@ fn wake_worker(s: &Shared) {
         // SAFETY: the latch is the worker's PGPROC latch, in shared memory for the cluster's
         // lifetime; SetLatch on another process's latch is what it is for.
         unsafe { pg_sys::SetLatch(latch) };
+    }
+}
+
+/// What to do once the current transaction commits (nothing if it aborts).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CommitAction {
+    None,
+    /// The tables changed: the worker reloads them.
+    Reload,
+    /// The extension was dropped: nothing is gated any more, now or after a restart.
+    Clear,
+}
+
+thread_local! {
+    static AT_COMMIT: std::cell::Cell<CommitAction> = const { std::cell::Cell::new(CommitAction::None) };
+    static XACT_CALLBACK_REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Schedules `action` for this transaction's commit; the strongest action requested wins.
+pub fn at_commit(action: CommitAction) {
+    AT_COMMIT.set(AT_COMMIT.get().max(action));
+    if !XACT_CALLBACK_REGISTERED.replace(true) {
+        // SAFETY: registers a process-lifetime callback once per backend.
+        unsafe { pg_sys::RegisterXactCallback(Some(on_xact_end), std::ptr::null_mut()) };
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => match AT_COMMIT.replace(CommitAction::None) {
+            CommitAction::None => {}
+            CommitAction::Reload => request_reload(),
+            CommitAction::Clear => {
+                clear();
+                request_reload();
+            }
+        },
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => AT_COMMIT.set(CommitAction::None),
+        _ => {}
     }
 }
 

@@ -1,0 +1,307 @@
+//! End-to-end tests of `oncall.doctor()` (DESIGN.md, guarantee 6): a clean set-up returns no
+//! row; each bad set-up returns exactly its finding (severity and object), and applying the
+//! finding's `fix` (run the way psql runs it: statement by statement) or the equivalent SQL
+//! makes it disappear.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use e2e::*;
+use fake_pagerduty::{Fault, FakePagerDuty};
+use postgres::Client;
+
+const TOKEN: &str = "doctor-e2e-token-5f1c";
+
+#[derive(Debug, Clone)]
+struct Finding {
+    severity: String,
+    object: String,
+    problem: String,
+    fix: String,
+}
+
+fn doctor(admin: &mut Client) -> Vec<Finding> {
+    admin
+        .query("SELECT severity, object, problem, fix FROM oncall.doctor()", &[])
+        .unwrap_or_else(|e| panic!("oncall.doctor(): {}", error_text(&e)))
+        .iter()
+        .map(|r| Finding { severity: r.get(0), object: r.get(1), problem: r.get(2), fix: r.get(3) })
+        .collect()
+}
+
+fn keys(findings: &[Finding]) -> BTreeSet<(String, String)> {
+    findings.iter().map(|f| (f.severity.clone(), f.object.clone())).collect()
+}
+
+/// Waits (up to 5 s: some findings follow a reload or the worker's next sync) until doctor()
+/// returns exactly `expected` (severity, object) pairs, and returns the findings.
+#[track_caller]
+fn expect_findings(admin: &mut Client, expected: &[(&str, &str)], what: &str) -> Vec<Finding> {
+    let want: BTreeSet<(String, String)> = expected.iter().map(|(s, o)| (s.to_string(), o.to_string())).collect();
+    let mut got = Vec::new();
+    let ok = wait_until(Duration::from_secs(5), || {
+        got = doctor(admin);
+        keys(&got) == want
+    });
+    assert!(ok, "{what}: doctor() should report exactly {want:?}, got {got:#?}");
+    got
+}
+
+#[track_caller]
+fn expect_clean(admin: &mut Client, what: &str) {
+    expect_findings(admin, &[], what);
+}
+
+fn finding<'f>(findings: &'f [Finding], object: &str) -> &'f Finding {
+    findings.iter().find(|f| f.object == object).unwrap_or_else(|| panic!("no finding for {object}: {findings:#?}"))
+}
+
+/// Runs a fix the way psql would: each `;`-separated statement on its own (ALTER SYSTEM cannot
+/// run in the implicit transaction of a multi-statement query string).
+#[track_caller]
+fn apply_fix(admin: &mut Client, fix: &str) {
+    for statement in fix.split(';') {
+        let statement = statement.trim();
+        if statement.is_empty() {
+            continue;
+        }
+        admin
+            .batch_execute(statement)
+            .unwrap_or_else(|e| panic!("applying the fix {fix:?}: {statement:?}: {}", error_text(&e)));
+    }
+}
+
+fn run(admin: &mut Client, sql: &str) {
+    admin.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e)));
+}
+
+/// The clean set-up: a readable token and a fresh sync against the fake PagerDuty; a gated
+/// NOLOGIN role; NOINHERIT members with identities.
+fn clean_setup() -> (Cluster, FakePagerDuty, Client) {
+    let (cluster, fake) = Cluster::start_with_pagerduty(&[], TOKEN);
+    let mut admin = cluster.connect();
+    run(
+        &mut admin,
+        "CREATE ROLE prod_admin NOLOGIN;
+         CREATE ROLE alice LOGIN NOINHERIT;
+         CREATE ROLE bob LOGIN NOINHERIT;
+         GRANT prod_admin TO alice, bob;
+         INSERT INTO oncall.identities VALUES ('alice', 'alice@example.com'), ('bob', 'bob@example.com');
+         SELECT oncall.gate_role('prod_admin');",
+    );
+    (cluster, fake, admin)
+}
+
+#[test]
+fn clean_setup_has_no_findings() {
+    let (cluster, _fake, mut admin) = clean_setup();
+    let status: (bool, Option<String>, bool) = {
+        let r = admin.query_one("SELECT token_configured, last_error, stale FROM oncall.status()", &[]).unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(status, (true, None, false), "the clean set-up has a token and a fresh sync");
+    expect_clean(&mut admin, "clean set-up");
+    // doctor() is for superusers.
+    let e = cluster.connect_as("alice").query("SELECT * FROM oncall.doctor()", &[]).unwrap_err();
+    assert_eq!(e.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{}", error_text(&e));
+}
+
+#[test]
+fn role_findings_appear_and_their_fixes_clear_them() {
+    let (_cluster, _fake, mut admin) = clean_setup();
+    expect_clean(&mut admin, "clean set-up");
+
+    // A member with INHERIT (the PG15 default), directly.
+    run(&mut admin, "ALTER ROLE alice INHERIT");
+    let f = expect_findings(&mut admin, &[("error", "role alice")], "alice INHERIT");
+    let alice = finding(&f, "role alice");
+    assert!(alice.problem.contains("inherits") && alice.problem.contains("prod_admin"), "{alice:?}");
+    assert!(!alice.problem.contains("chain"), "a direct membership: {alice:?}");
+    apply_fix(&mut admin, &alice.fix.clone());
+    expect_clean(&mut admin, "after alice's fix");
+
+    // A chain: dave (INHERIT) is a member of grp (INHERIT), a member of prod_admin.
+    run(
+        &mut admin,
+        "CREATE ROLE grp NOLOGIN INHERIT;
+         CREATE ROLE dave LOGIN INHERIT;
+         INSERT INTO oncall.identities VALUES ('dave', 'dave@example.com');
+         GRANT prod_admin TO grp;
+         GRANT grp TO dave;",
+    );
+    let f = expect_findings(&mut admin, &[("error", "role dave"), ("error", "role grp")], "chain dave → grp → prod_admin");
+    let dave = finding(&f, "role dave").clone();
+    assert!(dave.problem.contains("through a chain"), "{dave:?}");
+    assert!(!finding(&f, "role grp").problem.contains("chain"), "grp is a direct member");
+    apply_fix(&mut admin, &dave.fix);
+    // dave NOINHERIT can still SET ROLE grp (ungated) and use prod_admin's privileges through it.
+    let f = expect_findings(&mut admin, &[("error", "role grp")], "after dave's fix");
+    apply_fix(&mut admin, &finding(&f, "role grp").fix.clone());
+    expect_clean(&mut admin, "after grp's fix");
+    // Fixing only the middle of the chain clears both.
+    run(&mut admin, "ALTER ROLE dave INHERIT");
+    expect_findings(&mut admin, &[], "dave INHERIT through a NOINHERIT grp");
+    run(&mut admin, "ALTER ROLE grp INHERIT");
+    expect_findings(&mut admin, &[("error", "role dave"), ("error", "role grp")], "the chain again");
+    run(&mut admin, "ALTER ROLE grp NOINHERIT");
+    expect_clean(&mut admin, "grp NOINHERIT breaks the chain");
+    run(&mut admin, "DROP ROLE dave; DROP ROLE grp; DELETE FROM oncall.identities WHERE role_name = 'dave'");
+    expect_clean(&mut admin, "chain removed");
+
+    // A gated role that can log in without gate_login.
+    run(&mut admin, "ALTER ROLE prod_admin LOGIN");
+    let f = expect_findings(&mut admin, &[("error", "role prod_admin")], "prod_admin LOGIN");
+    assert!(finding(&f, "role prod_admin").problem.contains("log in"), "{f:?}");
+    apply_fix(&mut admin, &finding(&f, "role prod_admin").fix.clone());
+    expect_clean(&mut admin, "after the NOLOGIN fix");
+    // The other fix: gate_login (which then needs the role's own identity).
+    run(&mut admin, "ALTER ROLE prod_admin LOGIN; SELECT oncall.gate_role('prod_admin', gate_login => true)");
+    let f = expect_findings(&mut admin, &[("warning", "role prod_admin")], "gate_login without an identity");
+    let no_identity = finding(&f, "role prod_admin").clone();
+    assert!(no_identity.problem.contains("identity"), "{no_identity:?}");
+    apply_fix(&mut admin, &no_identity.fix.replace("<email in PagerDuty>", "prod-admin@example.com"));
+    expect_clean(&mut admin, "LOGIN with gate_login and an identity");
+    run(
+        &mut admin,
+        "ALTER ROLE prod_admin NOLOGIN; SELECT oncall.gate_role('prod_admin');
+         DELETE FROM oncall.identities WHERE role_name = 'prod_admin'",
+    );
+    expect_clean(&mut admin, "back to NOLOGIN");
+
+    // A gated role that is a superuser. (Its fix text is advice after the SQL: the SQL part.)
+    run(&mut admin, "ALTER ROLE prod_admin SUPERUSER");
+    let f = expect_findings(&mut admin, &[("error", "role prod_admin")], "prod_admin SUPERUSER");
+    let su = finding(&f, "role prod_admin").clone();
+    assert!(su.problem.contains("superuser"), "{su:?}");
+    assert!(su.fix.starts_with("ALTER ROLE prod_admin NOSUPERUSER;"), "{su:?}");
+    run(&mut admin, "ALTER ROLE prod_admin NOSUPERUSER");
+    expect_clean(&mut admin, "after NOSUPERUSER");
+
+    // BYPASSRLS, CREATEROLE, both. (The fix is advice; the equivalent SQL removes them.)
+    for (attrs, words) in [
+        ("BYPASSRLS", vec!["BYPASSRLS"]),
+        ("CREATEROLE", vec!["CREATEROLE"]),
+        ("BYPASSRLS CREATEROLE", vec!["BYPASSRLS", "CREATEROLE"]),
+    ] {
+        run(&mut admin, &format!("ALTER ROLE prod_admin {attrs}"));
+        let f = expect_findings(&mut admin, &[("warning", "role prod_admin")], attrs);
+        let p = &finding(&f, "role prod_admin").problem;
+        for w in &words {
+            assert!(p.contains(w), "{attrs}: {p}");
+        }
+        run(&mut admin, "ALTER ROLE prod_admin NOBYPASSRLS NOCREATEROLE");
+        expect_clean(&mut admin, &format!("after removing {attrs}"));
+    }
+
+    // A member holding ADMIN OPTION on the gated role.
+    run(&mut admin, "GRANT prod_admin TO bob WITH ADMIN OPTION");
+    let f = expect_findings(&mut admin, &[("warning", "role bob")], "bob WITH ADMIN OPTION");
+    assert!(finding(&f, "role bob").problem.contains("ADMIN OPTION"), "{f:?}");
+    apply_fix(&mut admin, &finding(&f, "role bob").fix.clone());
+    expect_clean(&mut admin, "after REVOKE ADMIN OPTION");
+    let still_member: bool = admin.query_one("SELECT pg_has_role('bob', 'prod_admin', 'MEMBER')", &[]).unwrap().get(0);
+    assert!(still_member, "the fix keeps bob a member");
+
+    // A member without an identity.
+    run(&mut admin, "CREATE ROLE erin LOGIN NOINHERIT; GRANT prod_admin TO erin");
+    let f = expect_findings(&mut admin, &[("warning", "role erin")], "erin without identity");
+    let erin = finding(&f, "role erin").clone();
+    assert!(erin.problem.contains("identity"), "{erin:?}");
+    apply_fix(&mut admin, &erin.fix.replace("<email in PagerDuty>", "erin@example.com"));
+    expect_clean(&mut admin, "after erin's identity");
+    // A role named like an email needs no identities row.
+    run(&mut admin, "CREATE ROLE \"frank@example.com\" LOGIN NOINHERIT; GRANT prod_admin TO \"frank@example.com\"");
+    expect_clean(&mut admin, "a member named by its email");
+
+    // A gated role that no longer exists.
+    run(&mut admin, "CREATE ROLE temp_admin NOLOGIN; SELECT oncall.gate_role('temp_admin'); DROP ROLE temp_admin");
+    let f = expect_findings(&mut admin, &[("warning", "role temp_admin")], "dropped gated role");
+    let gone = finding(&f, "role temp_admin").clone();
+    assert!(gone.problem.contains("does not exist"), "{gone:?}");
+    apply_fix(&mut admin, &gone.fix);
+    expect_clean(&mut admin, "after ungate_role");
+    let gated: i64 = admin.query_one("SELECT count(*) FROM oncall.gated_roles WHERE role_name = 'temp_admin'", &[]).unwrap().get(0);
+    assert_eq!(gated, 0);
+}
+
+#[test]
+fn setting_findings_appear_and_their_fixes_clear_them() {
+    let (cluster, fake, mut admin) = clean_setup();
+    expect_clean(&mut admin, "clean set-up");
+
+    // Enforcement not `enforce`.
+    for mode in ["audit", "off"] {
+        cluster.alter_system("pg_oncall.enforcement", &format!("'{mode}'"));
+        let f = expect_findings(&mut admin, &[("error", "pg_oncall.enforcement")], mode);
+        let e = finding(&f, "pg_oncall.enforcement").clone();
+        assert!(e.problem.contains(mode), "{e:?}");
+        apply_fix(&mut admin, &e.fix);
+        // pg_reload_conf() only signals: wait for the reload to reach this session.
+        expect_clean(&mut admin, &format!("after the fix for {mode}"));
+    }
+
+    // A missing token: no file setting, a file that does not exist, an empty file.
+    let blank = cluster.raw_file(" \n");
+    for (what, value) in [
+        ("no token file", "''".to_string()),
+        ("a token file that does not exist", format!("'{}/missing.token'", cluster.dir().display())),
+        ("a blank token file", format!("'{}'", blank.display())),
+    ] {
+        cluster.alter_system("pg_oncall.pagerduty_token_file", &value);
+        let _ = admin.batch_execute("SELECT oncall.refresh()");
+        let f = expect_findings(&mut admin, &[("warning", "pg_oncall.pagerduty_token_file")], what);
+        assert!(finding(&f, "pg_oncall.pagerduty_token_file").problem.contains("token"), "{f:?}");
+        // The fix: a readable token file again (the one in postgresql.conf), reload, sync.
+        cluster.alter_system_reset("pg_oncall.pagerduty_token_file");
+        run(&mut admin, "SELECT oncall.refresh()");
+        expect_clean(&mut admin, &format!("{what}: token back"));
+    }
+    cluster.assert_secret_hidden(TOKEN);
+
+    // A stale sync: a small max_staleness and PagerDuty failing.
+    cluster.alter_system("pg_oncall.max_staleness", "'3s'");
+    fake.set_persistent_fault(Some(Fault::Status { code: 500, body: Some("{\"error\":\"boom\"}".into()), headers: vec![] }));
+    let e = admin.batch_execute("SELECT oncall.refresh()").unwrap_err();
+    assert!(error_text(&e).contains("failed"), "the refresh fails while PagerDuty does: {}", error_text(&e));
+    let stale_seen = wait_until(Duration::from_secs(8), || keys(&doctor(&mut admin)).contains(&("error".into(), "oncall.status()".into())));
+    assert!(stale_seen, "doctor() reports the stale sync: {:#?}", doctor(&mut admin));
+    let f = expect_findings(&mut admin, &[("error", "oncall.status()")], "stale sync");
+    let stale = finding(&f, "oncall.status()").clone();
+    assert!(stale.problem.contains("max_staleness"), "{stale:?}");
+    let last_error: Option<String> = admin.query_one("SELECT last_error FROM oncall.status()", &[]).unwrap().get(0);
+    assert!(last_error.is_some(), "status() says why");
+    // The fix: PagerDuty answers again, then SELECT oncall.refresh().
+    fake.set_persistent_fault(None);
+    run(&mut admin, "SELECT oncall.refresh()");
+    expect_clean(&mut admin, "after a successful refresh");
+    cluster.alter_system_reset("pg_oncall.max_staleness");
+    expect_clean(&mut admin, "max_staleness back to its default");
+}
+
+#[test]
+fn doctor_in_another_database_says_the_worker_reads_elsewhere() {
+    let (cluster, _fake, mut admin) = clean_setup();
+    run(&mut admin, "CREATE DATABASE elsewhere");
+    let mut other = cluster.connect_db("postgres", "elsewhere");
+    run(&mut other, "CREATE EXTENSION pg_oncall");
+    let f = doctor(&mut other);
+    assert!(
+        f.iter().any(|x| x.severity == "warning" && x.object == "pg_oncall.database"),
+        "doctor() in a database the worker does not read: {f:#?}"
+    );
+    expect_clean(&mut admin, "the worker's own database stays clean");
+}
+
+/// In PG15 a non-superuser CREATEROLE role can grant itself (or anyone) any non-superuser
+/// role — the very power doctor() reports for ADMIN OPTION holders — and, INHERIT by default,
+/// use a gated role's privileges without SET ROLE.
+#[test]
+fn createrole_holders_are_reported() {
+    let (cluster, _fake, mut admin) = clean_setup();
+    run(&mut admin, "CREATE ROLE role_admin LOGIN NOINHERIT CREATEROLE; INSERT INTO oncall.identities VALUES ('role_admin', 'ra@example.com')");
+    // What it can do, unreported: grant the gated role to an INHERIT role.
+    run(&mut cluster.connect_as("role_admin"), "CREATE ROLE sneaky LOGIN INHERIT; GRANT prod_admin TO sneaky");
+    run(&mut admin, "DROP ROLE sneaky");
+    let f = doctor(&mut admin);
+    assert!(f.iter().any(|x| x.object == "role role_admin"), "doctor() reports role_admin (CREATEROLE): {f:#?}");
+}
