@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../shared/pagerduty/fixtures/{name}",
+        "{}/../fixtures/pagerduty/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path} unreadable: {e}"))

@@ -1,12 +1,12 @@
 //! `parse_oncalls_page` and `parse_error_body` against PagerDuty's real bodies
-//! (shared/pagerduty/fixtures) and against each way a page can be malformed.
+//! (fixtures/pagerduty, copied from the shared reference) and against each way a page can be malformed.
 
 use oncall_core::pagerduty::{parse_error_body, parse_oncalls_page, Page, Shift, SyncError};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../shared/pagerduty/fixtures/{name}",
+        "{}/../fixtures/pagerduty/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path} unreadable: {e}"))

@@ -13,7 +13,7 @@ use postgres::Client;
 const TOKEN: &str = "e2eTok-7Qx2Lm9Vw4Rb";
 
 fn fixture(name: &str) -> String {
-    let path = format!("{}/../../shared/pagerduty/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../fixtures/pagerduty/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 

@@ -163,6 +163,6 @@ pub fn hdr<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 pub fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../fixtures/pagerduty/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
