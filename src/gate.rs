@@ -181,6 +181,18 @@ fn audit(verdict: Verdict, route: Route, role: &str, identity: &Identity, reason
     snapshot::count_decision(route.index(), verdict.index());
 }
 
+/// Logs and counts a decision on a gated role; true when it must be refused (a denial under
+/// `enforce`; `audit` only logs it).
+fn judge(route: Route, role: &str, identity: &Identity, decision: &Decision) -> bool {
+    let verdict = match (decision.allowed, guc::enforcement()) {
+        (true, _) => Verdict::Allow,
+        (false, Enforcement::Enforce) => Verdict::Deny,
+        (false, _) => Verdict::AuditDeny,
+    };
+    audit(verdict, route, role, identity, decision.reason.text(), decision);
+    matches!(verdict, Verdict::Deny)
+}
+
 fn detail(reason: Reason, role: &str, identity: &Identity) -> String {
     let who = identity.email.as_deref().unwrap_or("-");
     match reason {
@@ -214,17 +226,9 @@ fn decide_switch(role_oid: pg_sys::Oid, role: &str, source: SwitchSource) -> Res
     }
     let Some(decision) = access::session_user_may_assume(role_oid, || role.to_owned(), access::now()) else { return Ok(()) };
     let identity = access::session_identity();
-    let route = source.route();
-    let reason = decision.reason.text();
-    if decision.allowed {
-        audit(Verdict::Allow, route, role, &identity, reason, &decision);
+    if !judge(source.route(), role, &identity, &decision) {
         return Ok(());
     }
-    if enforcement == Enforcement::Audit {
-        audit(Verdict::AuditDeny, route, role, &identity, reason, &decision);
-        return Ok(());
-    }
-    audit(Verdict::Deny, route, role, &identity, reason, &decision);
     let message = format!(
         "pg_oncall: permission denied to set role \"{role}\" for {} (identity {})",
         identity.role_name,
@@ -333,12 +337,9 @@ fn recheck_current_role() {
     }
     let role = role_name(role_oid);
     let identity = access::session_identity();
-    let reason = decision.reason.text();
-    if guc::enforcement() == Enforcement::Audit {
-        audit(Verdict::AuditDeny, Route::Statement, &role, &identity, reason, &decision);
+    if !judge(Route::Statement, &role, &identity, &decision) {
         return;
     }
-    audit(Verdict::Deny, Route::Statement, &role, &identity, reason, &decision);
     raise(
         PgLogLevel::ERROR,
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -533,16 +534,9 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut c_void, status: c_i
     })
     .flatten();
     let Some(decision) = decision else { return };
-    let reason = decision.reason.text();
-    if decision.allowed {
-        audit(Verdict::Allow, Route::Login, &user, &identity, reason, &decision);
+    if !judge(Route::Login, &user, &identity, &decision) {
         return;
     }
-    if guc::enforcement() == Enforcement::Audit {
-        audit(Verdict::AuditDeny, Route::Login, &user, &identity, reason, &decision);
-        return;
-    }
-    audit(Verdict::Deny, Route::Login, &user, &identity, reason, &decision);
     raise(
         PgLogLevel::FATAL,
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
