@@ -48,6 +48,9 @@ CREATE FUNCTION @extschema@.status(OUT token_configured boolean, OUT last_attemp
 CREATE FUNCTION @extschema@._is_stale(last_success_at timestamptz) RETURNS boolean
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'is_stale_wrapper';
 
+CREATE FUNCTION @extschema@._snapshot_overflowed() RETURNS boolean
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'snapshot_overflowed_wrapper';
+
 CREATE FUNCTION @extschema@.stats() RETURNS TABLE (route text, decision text, count bigint)
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'stats_wrapper';
 
@@ -135,7 +138,8 @@ CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OF last_success_at OR DELE
 REVOKE ALL ON FUNCTION @extschema@._refresh(boolean, bigint), @extschema@.refresh(boolean, interval),
     @extschema@.gate_role(name, text[], text[], int, int, boolean), @extschema@.ungate_role(name),
     @extschema@.override(text, interval, text, text), @extschema@._reload_after_commit(),
-    @extschema@._config_changed(), @extschema@.status(), @extschema@.stats(), @extschema@._is_stale(timestamptz)
+    @extschema@._config_changed(), @extschema@.status(), @extschema@.stats(), @extschema@._is_stale(timestamptz),
+    @extschema@._snapshot_overflowed()
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.status(), @extschema@.stats(), @extschema@._is_stale(timestamptz) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.check_oncall_access(), @extschema@.check_oncall_access(name),

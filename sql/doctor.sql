@@ -45,6 +45,11 @@ SELECT 'error', 'oncall.status()',
        'See last_error in oncall.status(); run SELECT oncall.refresh() once fixed.'
   FROM @extschema@.sync_state WHERE token_configured AND @extschema@._is_stale(last_success_at)
 UNION ALL
+SELECT 'error', 'shared memory',
+       'the tables do not fit the shared-memory snapshot: decisions still use the previous one',
+       'See the server log for which capacity (pg_oncall.max_shifts, max_identities, max_gated_roles); raise it and restart.'
+ WHERE @extschema@._snapshot_overflowed()
+UNION ALL
 SELECT 'warning', format('role %I', role_name),
        'gated role does not exist (dropped or renamed?)',
        format('SELECT oncall.ungate_role(%L); -- or gate the renamed role', role_name)

@@ -135,6 +135,11 @@ fn is_stale(last_success_at: Option<TimestampWithTimeZone>) -> bool {
 }
 
 #[pg_extern(sql = false)]
+fn snapshot_overflowed() -> bool {
+    snapshot::overflowed()
+}
+
+#[pg_extern(sql = false)]
 fn stats() -> TableIterator<'static, (name!(route, String), name!(decision, String), name!(count, i64))> {
     TableIterator::new(
         snapshot::decision_counts()

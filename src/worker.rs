@@ -271,10 +271,7 @@ impl SyncWorker {
             // Nothing to do until the configuration changes (a reload re-arms the sync).
             Err(message) => Err(Failure { message, retry: Retry::AtInterval }),
             Ok(token) => {
-                snapshot::set_sync_in_progress(true);
-                let fetched = fetch_off_thread(token, started_at);
-                snapshot::set_sync_in_progress(false);
-                match fetched {
+                match fetch_off_thread(token, started_at) {
                     None => return false,
                     Some(result) => result.map_err(Failure::from),
                 }

@@ -393,10 +393,18 @@ fn snapshot_overflow_keeps_the_previous_snapshot() {
     assert!(!is_on_call(&mut admin, "extra1@x.test"), "rows of the refused snapshot grant nothing");
     let lines = cluster.log_since(offset).lines().filter(|l| l.contains("does not fit")).count();
     assert_eq!(lines, 1, "said once per change, not once per wake-up");
+    let overflow_findings = |admin: &mut Client| -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM oncall.doctor() WHERE object = 'shared memory'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(overflow_findings(&mut admin), 1, "doctor() reports the overflow, not only the log");
 
     admin.execute("DELETE FROM oncall.shifts WHERE email LIKE 'extra%'", &[]).unwrap();
     add_manual_shift(&mut admin, "late@x.test");
     within_one_second("after the delete, new changes apply again", &cluster, || is_on_call(&mut admin, "late@x.test"));
+    assert_eq!(overflow_findings(&mut admin), 0, "the finding goes once a snapshot fits again");
     admin.execute("DELETE FROM oncall.shifts WHERE email = 'alice@example.com'", &[]).unwrap();
     within_one_second("and alice's delete applies", &cluster, || !check_access(&mut alice));
 }

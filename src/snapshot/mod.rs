@@ -4,7 +4,7 @@
 
 use std::mem::size_of;
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 use oncall_core::decision::{ShiftView, Source};
 use pgrx::pg_sys;
@@ -237,9 +237,8 @@ struct Shared {
     sync_requests: AtomicU64,
     sync_served: AtomicU64,
     sync_served_ok: AtomicBool,
-    sync_in_progress: AtomicBool,
-    snapshot_overflow: AtomicBool,
-    loaded_at: AtomicI64,
+    /// The last load was refused for want of capacity (the previous snapshot is in force).
+    overflowed: AtomicBool,
     stats: [AtomicU64; ROUTES.len() * DECISIONS.len()],
 }
 
@@ -460,7 +459,7 @@ unsafe fn write_segment(shared: &Shared, snap: &mut Snapshot) {
 pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
     let shared = shared().ok_or(Overflow { what: "shared memory", needed: 1, capacity: 0, setting: "shared_preload_libraries" })?;
     if let Err(overflow) = check_capacity(&snap, shared.capacity) {
-        shared.snapshot_overflow.store(true, Ordering::Relaxed);
+        shared.overflowed.store(true, Ordering::Relaxed);
         return Err(overflow);
     }
     // SAFETY: the exclusive lock keeps readers out while the arrays and counts change together.
@@ -471,9 +470,7 @@ pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
         pg_sys::LWLockRelease(shared.lock);
         generation
     };
-    shared.snapshot_overflow.store(false, Ordering::Relaxed);
-    // SAFETY: plain clock read.
-    shared.loaded_at.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
+    shared.overflowed.store(false, Ordering::Relaxed);
     if let Err(e) = file::save(&snap) {
         pgrx::warning!("pg_oncall: could not save the snapshot to {}: {e}", file::PATH);
     }
@@ -608,10 +605,8 @@ pub fn sync_result(ticket: u64) -> Option<bool> {
     (s.sync_served.load(Ordering::Acquire) >= ticket).then(|| s.sync_served_ok.load(Ordering::Acquire))
 }
 
-pub fn set_sync_in_progress(on: bool) {
-    if let Some(s) = shared() {
-        s.sync_in_progress.store(on, Ordering::Release);
-    }
+pub fn overflowed() -> bool {
+    shared().is_some_and(|s| s.overflowed.load(Ordering::Relaxed))
 }
 
 
