@@ -2,7 +2,7 @@
 //! (for `check_oncall_access()` and for a gated role), answered from the snapshot and cached
 //! until the snapshot or a setting changes or the next shift boundary passes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use oncall_core::decision::{self, Decision, LevelBounds, Reason, Rule, ShiftView};
 use pgrx::pg_sys;
@@ -48,6 +48,7 @@ pub struct Identity {
 struct CacheKey {
     generation: u64,
     config_epoch: u64,
+    membership_epoch: u64,
     session_user: pg_sys::Oid,
 }
 
@@ -56,6 +57,7 @@ impl CacheKey {
         CacheKey {
             generation: snapshot::generation(),
             config_epoch: guc::config_epoch(),
+            membership_epoch: MEMBERSHIP_EPOCH.get(),
             session_user: session_user_oid(),
         }
     }
@@ -63,7 +65,33 @@ impl CacheKey {
     fn same(&self, other: &CacheKey) -> bool {
         self.generation == other.generation
             && self.config_epoch == other.config_epoch
+            && self.membership_epoch == other.membership_epoch
             && self.session_user == other.session_user
+    }
+}
+
+thread_local! {
+    /// Bumped by PostgreSQL's invalidation of role memberships (GRANT/REVOKE, in any session):
+    /// which roles inherit a gated role may have changed.
+    static MEMBERSHIP_EPOCH: Cell<u64> = const { Cell::new(0) };
+    static MEMBERSHIP_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn memberships_changed(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+    MEMBERSHIP_EPOCH.set(MEMBERSHIP_EPOCH.get() + 1);
+}
+
+fn watch_memberships() {
+    if MEMBERSHIP_CALLBACK.replace(true) {
+        return;
+    }
+    // SAFETY: registers a process-lifetime invalidation callback once per backend; it only
+    // bumps a counter.
+    unsafe {
+        for cache in [pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(memberships_changed), pg_sys::Datum::from(0));
+        }
     }
 }
 
@@ -190,23 +218,58 @@ pub fn session_user_on_call(now: i64) -> Decision {
     decision
 }
 
-/// May the session user assume `role` now? `None` when the role is not gated. When no snapshot
-/// was ever published, nothing is known to be gated: see the security model. `role_name` is
-/// asked for only on a cache miss (the snapshot matches roles by OID, then by name).
+/// May the session user assume `role` now? `None` when the role is not gated. A role that is
+/// not gated itself but inherits the privileges of gated roles (INHERIT, directly or through
+/// other roles) answers to all their rules: `SET ROLE` to it would hand out their privileges.
+/// When no snapshot was ever published, nothing is known to be gated: see the security model.
+/// `role_name` is asked for only on a cache miss (the snapshot matches roles by OID, then name).
 pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: impl FnOnce() -> String, now: i64) -> Option<Decision> {
+    watch_memberships();
     let key = CacheKey::current();
     if let Some(decision) = cached(&key, RuleKey::Role(role_oid), now) {
         return decision;
     }
     let identity = session_identity();
+    let email = identity.email.as_deref();
     let name = role_name();
-    let decision = snapshot::read(|view| {
-        view.gated_role(role_oid, &name)
-            .map(|role| decide_for_role(view, role, identity.email.as_deref(), now))
-    })
-    .flatten();
+    let direct = snapshot::read(|view| view.gated_role(role_oid, &name).map(|role| decide_for_role(view, role, email, now)));
+    let decision = match direct {
+        Some(Some(decision)) => Some(decision),
+        Some(None) => decide_inherited(role_oid, email, now),
+        None => None,
+    };
     remember(key, RuleKey::Role(role_oid), now, decision);
     decision
+}
+
+/// The rules of the gated roles whose privileges `role_oid` inherits, all of which must allow.
+/// A superuser role has every role's privileges: it is not gated (see the security model).
+fn decide_inherited(role_oid: pg_sys::Oid, email: Option<&str>, now: i64) -> Option<Decision> {
+    if role_oid == pg_sys::InvalidOid {
+        return None;
+    }
+    let gated: Vec<pg_sys::Oid> = snapshot::read(|view| view.roles().iter().map(|r| r.oid).collect()).unwrap_or_default();
+    // SAFETY: role-membership lookups through PostgreSQL's caches, in a transaction.
+    let inherited: Vec<pg_sys::Oid> = unsafe {
+        if pg_sys::superuser_arg(role_oid) {
+            return None;
+        }
+        gated
+            .into_iter()
+            .filter(|&g| g != pg_sys::InvalidOid && g != role_oid && pg_sys::has_privs_of_role(role_oid, g))
+            .collect()
+    };
+    if inherited.is_empty() {
+        return None;
+    }
+    snapshot::read(|view| {
+        inherited
+            .iter()
+            .filter_map(|&g| view.gated_role(g, ""))
+            .map(|role| decide_for_role(view, role, email, now))
+            .reduce(Decision::and)
+    })
+    .flatten()
 }
 
 /// `oncall.is_on_call(email, min_level, policies)`: for policies that name a person.

@@ -128,6 +128,23 @@ impl Decision {
             valid_until: None,
         }
     }
+
+    /// Both decisions must allow (a role that inherits several gated roles answers to every
+    /// rule): the first denial wins; otherwise the earlier end and the earlier expiry.
+    pub fn and(self, other: Decision) -> Decision {
+        if !self.allowed {
+            return Decision { valid_until: earliest(self.valid_until, other.valid_until), ..self };
+        }
+        if !other.allowed {
+            return Decision { valid_until: earliest(self.valid_until, other.valid_until), ..other };
+        }
+        let until = match (self.until, other.until) {
+            (Some(Until::At(a)), Some(Until::At(b))) => Some(Until::At(a.min(b))),
+            (Some(Until::At(a)), _) | (_, Some(Until::At(a))) => Some(Until::At(a)),
+            (a, b) => a.or(b),
+        };
+        Decision { allowed: true, reason: Reason::OnCall, until, valid_until: earliest(self.valid_until, other.valid_until) }
+    }
 }
 
 /// Normalizes an email for comparison: PagerDuty compares addresses case-insensitively.
@@ -459,6 +476,21 @@ mod tests {
         ];
         let d = decide(&shifts, &any(), NOW, Some(NOW + 10 * H));
         assert_eq!(d.until, Some(Until::At(NOW + 3 * H)));
+    }
+
+    #[test]
+    fn and_needs_both_and_keeps_the_earliest_expiry() {
+        let allow = |until: i64, valid: i64| Decision { allowed: true, reason: Reason::OnCall, until: Some(Until::At(until)), valid_until: Some(valid) };
+        let open = Decision { allowed: true, reason: Reason::OnCall, until: Some(Until::Open), valid_until: None };
+        let deny = Decision { allowed: false, reason: Reason::OutsideLevels, until: None, valid_until: Some(NOW + H) };
+        let both = allow(NOW + 3 * H, NOW + 2 * H).and(allow(NOW + H, NOW + 5 * H));
+        assert_eq!(both, allow(NOW + H, NOW + 2 * H));
+        assert_eq!(open.and(allow(NOW + H, NOW + H)), allow(NOW + H, NOW + H));
+        assert_eq!(open.and(open), open);
+        let denied = allow(NOW + 3 * H, NOW + 2 * H).and(deny);
+        assert_eq!((denied.allowed, denied.reason, denied.valid_until), (false, Reason::OutsideLevels, Some(NOW + H)));
+        let denied = deny.and(open);
+        assert_eq!((denied.allowed, denied.reason), (false, Reason::OutsideLevels));
     }
 
     #[test]

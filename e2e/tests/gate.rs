@@ -540,6 +540,32 @@ fn renaming_a_gated_role_is_refused() {
     alice.batch_execute("SET ROLE prod_admin_renamed").unwrap_or_else(|e| panic!("alice, renamed role: {}", error_text(&e)));
 }
 
+/// An ungated role that INHERITs a gated role hands out its privileges: `SET ROLE` to it is
+/// gated by the gated role's rule, and a GRANT/REVOKE reaches sessions already open.
+#[test]
+fn a_role_inheriting_a_gated_role_is_gated_by_its_rule() {
+    let (cluster, mut admin) = team(&[]);
+    admin
+        .batch_execute("CREATE ROLE helpers NOLOGIN INHERIT; GRANT prod_admin TO helpers; GRANT helpers TO alice, bob;")
+        .unwrap();
+    let mut bob = cluster.connect_as("bob");
+    assert_refused(bob.batch_execute("SET ROLE helpers"), "helpers", BOB_EMAIL, "off-call bob, role inheriting prod_admin");
+    let mut alice = cluster.connect_as("alice");
+    alice.batch_execute("SET ROLE helpers").unwrap_or_else(|e| panic!("on-call alice: {}", error_text(&e)));
+    assert_eq!(current_user(&mut alice), "helpers");
+    // The chain is cut: bob's open session sees it at once (no snapshot change involved).
+    admin.batch_execute("REVOKE prod_admin FROM helpers").unwrap();
+    bob.batch_execute("SET ROLE helpers").unwrap_or_else(|e| panic!("helpers no longer inherits prod_admin: {}", error_text(&e)));
+    bob.batch_execute("RESET ROLE").unwrap();
+    // And restored: refused again in the same session.
+    admin.batch_execute("GRANT prod_admin TO helpers").unwrap();
+    assert_refused(bob.batch_execute("SET ROLE helpers"), "helpers", BOB_EMAIL, "after the GRANT, same session");
+    // A NOINHERIT role only reaches prod_admin's privileges through SET ROLE, which is gated.
+    admin.batch_execute("CREATE ROLE switchers NOLOGIN NOINHERIT; GRANT prod_admin TO switchers; GRANT switchers TO bob").unwrap();
+    bob.batch_execute("SET ROLE switchers").unwrap_or_else(|e| panic!("NOINHERIT intermediate: {}", error_text(&e)));
+    assert_refused(bob.batch_execute("SET ROLE prod_admin"), GATED, BOB_EMAIL, "from switchers on to prod_admin");
+}
+
 // ------------------------------------------------------------------ 3. never blocked
 
 /// RESET ROLE, SET ROLE NONE and SET ROLE to an ungated role work in `session`, whatever its
