@@ -626,3 +626,41 @@ fn a_sync_larger_than_the_snapshot_is_reported() {
     assert_eq!(status(&mut admin).last_error, None);
     cluster.assert_secret_hidden(TOKEN);
 }
+
+/// SIGTERM and SIGHUP are honoured at once even while the worker waits on a slow PagerDuty
+/// (the HTTP request runs on a helper thread; the worker's own thread keeps polling signals).
+#[test]
+fn signals_are_honoured_during_a_slow_request() {
+    let (cluster, fake) = Cluster::start_with_pagerduty(&["pg_oncall.http_timeout = '60s'"], TOKEN);
+    let mut admin = cluster.connect();
+    fake.set_persistent_fault(Some(Fault::Delay(Duration::from_secs(30))));
+    admin.execute("SELECT oncall.refresh(wait => false)", &[]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || fake.requests().iter().any(|r| r.path == "/oncalls")),
+        "the sync did not start"
+    );
+
+    // SIGHUP: a reload returns promptly and the worker keeps running.
+    let pid = cluster.worker_pid().expect("the sync worker runs");
+    let reloaded = Instant::now();
+    cluster.reload();
+    assert!(reloaded.elapsed() < Duration::from_secs(5), "reload took {:?}", reloaded.elapsed());
+    assert_eq!(cluster.worker_pid(), Some(pid), "SIGHUP does not stop the worker");
+
+    // SIGTERM: the worker exits well before the 30 s request would end.
+    let terminated = Instant::now();
+    let sent: bool = admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get(0);
+    assert!(sent);
+    assert!(
+        wait_until(Duration::from_secs(3), || cluster.worker_pid() != Some(pid)),
+        "the worker still runs {:?} after SIGTERM during a slow request\n{}",
+        terminated.elapsed(),
+        cluster.log_tail()
+    );
+    fake.set_persistent_fault(None);
+    assert!(
+        wait_until(Duration::from_secs(15), || cluster.worker_pid().is_some_and(|p| p != pid)),
+        "the worker came back"
+    );
+    cluster.assert_secret_hidden(TOKEN);
+}
