@@ -580,7 +580,8 @@ fn read_tables() -> Result<Snapshot, String> {
             .select(
                 "SELECT g.role_name::text, coalesce(r.oid, 0::oid), g.escalation_policy_ids, g.schedule_ids,
                         g.min_escalation_level, g.max_escalation_level, g.gate_login
-                   FROM oncall.gated_roles AS g LEFT JOIN pg_catalog.pg_roles AS r ON r.rolname = g.role_name",
+                   FROM oncall.gated_roles AS g LEFT JOIN pg_catalog.pg_roles AS r ON r.rolname = g.role_name
+                  ORDER BY g.role_name",
                 None,
                 &[],
             )
@@ -598,7 +599,7 @@ fn read_tables() -> Result<Snapshot, String> {
             snap.add_role(row).map_err(|t| format!("a gated role's {} is too long", t.0))?;
         }
         let identities = client
-            .select("SELECT role_name::text, email FROM oncall.identities", None, &[])
+            .select("SELECT role_name::text, email FROM oncall.identities ORDER BY role_name", None, &[])
             .map_err(spi)?;
         for row in identities {
             let role: String = row.get(1).map_err(spi)?.unwrap_or_default();
@@ -613,7 +614,9 @@ fn read_tables() -> Result<Snapshot, String> {
                         CASE WHEN isfinite(starts_at) THEN (extract(epoch FROM starts_at) * 1000000)::int8 END,
                         CASE WHEN isfinite(ends_at) THEN (extract(epoch FROM ends_at) * 1000000)::int8 END
                    FROM oncall.shifts
-                  WHERE (ends_at IS NULL OR ends_at > now()) AND (starts_at IS NULL OR starts_at < 'infinity')",
+                  WHERE (ends_at IS NULL OR ends_at > now()) AND (starts_at IS NULL OR starts_at < 'infinity')
+                  -- A deterministic order: an unchanged table then publishes nothing new.
+                  ORDER BY email, starts_at, ends_at, escalation_policy_id, schedule_id, escalation_level, source",
                 None,
                 &[],
             )

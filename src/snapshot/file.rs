@@ -104,11 +104,11 @@ impl Reader<'_> {
 }
 
 /// FNV-1a: detects a torn or edited file, not an attacker (the file is the server's own).
-fn checksum(bytes: &[u8]) -> u64 {
+pub fn checksum(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn encode(snap: &Snapshot) -> Vec<u8> {
+pub fn encode(snap: &Snapshot) -> Vec<u8> {
     let mut w = Writer(MAGIC.to_vec());
     w.opt_i64(snap.last_sync_success);
     w.u32(snap.ids.len() as u32);
@@ -189,11 +189,11 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     Ok(snap)
 }
 
-/// Writes atomically: a temporary file, fsync, rename.
-pub fn save(snap: &Snapshot) -> std::io::Result<()> {
+/// Writes `encode`'s output atomically: a temporary file, fsync, rename.
+pub fn save(encoded: &[u8]) -> std::io::Result<()> {
     let tmp = format!("{PATH}.tmp");
     let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&encode(snap))?;
+    file.write_all(encoded)?;
     file.sync_all()?;
     std::fs::rename(&tmp, PATH)
 }

@@ -427,12 +427,22 @@ fn check_capacity(snap: &Snapshot, cap: Capacity) -> Result<(), Overflow> {
     Ok(())
 }
 
-/// Copies `snap`, sorted for lookups, into the segment. The caller holds the lock
-/// exclusively, or is the postmaster before any backend exists.
-unsafe fn write_segment(shared: &Shared, snap: &mut Snapshot) {
-    snap.shifts.sort_by(|a, b| a.email.text().cmp(b.email.text()));
+/// Sorts for lookups (and so that equal contents encode equally).
+fn sort(snap: &mut Snapshot) {
+    snap.shifts.sort_by(|a, b| (a.email.text(), a.starts_at).cmp(&(b.email.text(), b.starts_at)));
     snap.roles.sort_by(|a, b| a.name.text().cmp(b.name.text()));
     snap.identities.sort_by(|a, b| a.role_name.text().cmp(b.role_name.text()));
+}
+
+thread_local! {
+    /// (generation, content) of this process's last publish: an unchanged reload (a standby
+    /// polls every second) then costs no generation bump, so no backend loses its cache.
+    static LAST_PUBLISHED: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Copies `snap` (sorted) into the segment. The caller holds the lock
+/// exclusively, or is the postmaster before any backend exists.
+unsafe fn write_segment(shared: &Shared, snap: &Snapshot) {
     let mut by_oid: Vec<u32> = (0..snap.roles.len() as u32).collect();
     by_oid.sort_by_key(|&i| snap.roles[i as usize].oid.to_u32());
     // SAFETY: the caller checked the sizes against the capacity the segment was laid out for
@@ -462,16 +472,24 @@ pub fn publish(mut snap: Snapshot) -> Result<u64, Overflow> {
         shared.overflowed.store(true, Ordering::Relaxed);
         return Err(overflow);
     }
+    shared.overflowed.store(false, Ordering::Relaxed);
+    sort(&mut snap);
+    let encoded = file::encode(&snap);
+    let content = file::checksum(&encoded);
+    let current = shared.generation.load(Ordering::Acquire);
+    if LAST_PUBLISHED.get() == Some((current, content)) {
+        return Ok(current);
+    }
     // SAFETY: the exclusive lock keeps readers out while the arrays and counts change together.
     let generation = unsafe {
         pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        write_segment(shared, &mut snap);
+        write_segment(shared, &snap);
         let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         pg_sys::LWLockRelease(shared.lock);
         generation
     };
-    shared.overflowed.store(false, Ordering::Relaxed);
-    if let Err(e) = file::save(&snap) {
+    LAST_PUBLISHED.set(Some((generation, content)));
+    if let Err(e) = file::save(&encoded) {
         pgrx::warning!("pg_oncall: could not save the snapshot to {}: {e}", file::PATH);
     }
     Ok(generation)
@@ -498,8 +516,9 @@ fn restore_from_disk(shared: &Shared) {
         pgrx::log!("pg_oncall: ignoring {}: {} {} exceed {} ({})", file::PATH, o.needed, o.what, o.capacity, o.setting);
         return;
     }
+    sort(&mut snap);
     // SAFETY: no backend exists yet; we are the segment's creator.
-    unsafe { write_segment(shared, &mut snap) };
+    unsafe { write_segment(shared, &snap) };
     shared.generation.store(1, Ordering::Release);
 }
 
