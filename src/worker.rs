@@ -130,9 +130,15 @@ pub extern "C-unwind" fn pg_oncall_launcher_main(_arg: pg_sys::Datum) {
     }
 }
 
+/// One value from a read-only query. Read-only matters: `Spi::get_one` marks the transaction
+/// as writing, which assigns a transaction id, which a hot standby refuses.
+fn select_one<T: pgrx::FromDatum + pgrx::IntoDatum>(query: &str) -> Result<Option<T>, String> {
+    Spi::connect(|client| client.select(query, None, &[])?.first().get_one::<T>()).map_err(|e| e.to_string())
+}
+
 fn extension_installed() -> bool {
     BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_oncall')")
+        select_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_oncall')")
             .ok()
             .flatten()
             .unwrap_or(false)
@@ -254,9 +260,13 @@ impl SyncWorker {
     }
 
     fn sleep_time(&self) -> Duration {
-        let until_sync = self.next_sync.saturating_duration_since(Instant::now());
-        let cap = if in_recovery() { STANDBY_RELOAD } else { Duration::from_secs(3600) };
-        until_sync.min(cap).max(Duration::from_millis(10))
+        // A standby never syncs (next_sync stays in the past): it sleeps until its next poll.
+        let (until, cap) = if in_recovery() {
+            (self.next_standby_reload.saturating_duration_since(Instant::now()), STANDBY_RELOAD)
+        } else {
+            (self.next_sync.saturating_duration_since(Instant::now()), Duration::from_secs(3600))
+        };
+        until.min(cap).max(Duration::from_millis(10))
     }
 
     /// One sync; false when the worker must exit (SIGTERM during the sync).
@@ -434,10 +444,7 @@ fn ts_arg(us: Option<i64>) -> Option<TimestampWithTimeZone> {
 fn fits_snapshot(pagerduty_shifts: usize) -> Result<(), String> {
     let manual = PgTryBuilder::new(|| {
         BackgroundWorker::transaction(|| {
-            Spi::get_one::<i64>(
-                "SELECT count(*) FROM oncall.shifts WHERE source = 'manual' AND (ends_at IS NULL OR ends_at > now())",
-            )
-            .map_err(|e| e.to_string())
+            select_one::<i64>("SELECT count(*) FROM oncall.shifts WHERE source = 'manual' AND (ends_at IS NULL OR ends_at > now())")
         })
     })
     .catch_others(|e| Err(caught_message(&e)))

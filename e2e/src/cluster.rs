@@ -7,6 +7,10 @@
 //! watchdog that stops the server when a test overruns, so a stuck test fails instead of
 //! hanging. Dropping the cluster stops the server (`-m immediate`) and deletes the directory,
 //! unless `E2E_KEEP` is set (then the path is printed).
+//!
+//! [`Cluster::standby_of`] makes a streaming-replication hot standby of a running cluster
+//! (`pg_basebackup -R -X stream`); [`Cluster::pause_replication`] and [`Cluster::stop`] (of
+//! the primary) cut it off.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -198,6 +202,14 @@ impl Builder {
     pub fn start(self) -> Cluster {
         Cluster::start_with(self)
     }
+
+    /// A streaming-replication hot standby of `primary` (see [`Cluster::standby_of`]), with
+    /// this builder's options: `conf` lines are appended after the harness's standby settings,
+    /// `pagerduty` rewrites the copied PagerDuty settings, `no_wait_ready` returns as soon as
+    /// the standby accepts read-only connections (before its worker has loaded anything).
+    pub fn start_standby(self, primary: &Cluster) -> Cluster {
+        Cluster::start_standby_with(self, primary)
+    }
 }
 
 struct Watchdog {
@@ -214,6 +226,9 @@ pub struct Cluster {
     wait_ready: bool,
     token_files: AtomicU32,
     watchdog: Option<Watchdog>,
+    /// For a standby: the primary's socket directory and port (for readiness probes and
+    /// [`Cluster::resume_replication`]).
+    primary: Option<(PathBuf, u16)>,
 }
 
 impl Cluster {
@@ -250,7 +265,9 @@ impl Cluster {
         (cluster, fake)
     }
 
-    fn start_with(opts: Builder) -> Cluster {
+    /// A new, empty cluster directory (owned by postgres, 0700) with its watchdog running;
+    /// the data directory is not created yet.
+    fn new_dir(opts: &Builder) -> Cluster {
         let bindir = bindir();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let root = PathBuf::from(format!(
@@ -271,8 +288,14 @@ impl Cluster {
             wait_ready: opts.wait_ready,
             token_files: AtomicU32::new(0),
             watchdog: None,
+            primary: None,
         };
         cluster.watchdog = Some(cluster.spawn_watchdog(opts.deadline));
+        cluster
+    }
+
+    fn start_with(opts: Builder) -> Cluster {
+        let mut cluster = Cluster::new_dir(&opts);
 
         let data_arg = cluster.data.to_string_lossy().into_owned();
         let initdb = cluster.bindir.join("initdb");
@@ -324,6 +347,73 @@ impl Cluster {
             cluster.wait_ready();
         }
         cluster
+    }
+
+    /// See [`Builder::start_standby`]. `pg_basebackup -R -X stream` (as postgres, over TCP to
+    /// the primary, whose pg_hba the harness opens to replication) copies the whole data
+    /// directory — `postgresql.conf` with the primary's settings and token-file path,
+    /// `postgresql.auto.conf`, and `pg_oncall.snapshot` — and writes `standby.signal` and
+    /// `primary_conninfo`. The copied port, socket and listen settings are removed from
+    /// `postgresql.auto.conf` and the standby's own appended to `postgresql.conf`, so they win.
+    fn start_standby_with(opts: Builder, primary: &Cluster) -> Cluster {
+        let mut standby = Cluster::new_dir(&opts);
+        standby.primary = Some((primary.root.clone(), primary.port));
+        let preload: String = primary
+            .connect()
+            .query_one("SHOW shared_preload_libraries", &[])
+            .expect("e2e: SHOW shared_preload_libraries on the primary")
+            .get(0);
+        let data_arg = standby.data.to_string_lossy().into_owned();
+        let port_arg = primary.port.to_string();
+        let label = format!("e2e-standby-{}", standby.port);
+        let basebackup = standby.bindir.join("pg_basebackup");
+        assert!(
+            run_as_postgres(
+                &standby.root,
+                &basebackup,
+                &["-h", "127.0.0.1", "-p", &port_arg, "-U", "postgres", "-D", &data_arg, "-R", "-X", "stream", "-c", "fast", "-l", &label, "-w"],
+                Duration::from_secs(120),
+            ),
+            "e2e: pg_basebackup from the primary failed:\n{}\n{}",
+            standby.commands_log(),
+            primary.log_tail()
+        );
+        let auto_conf = standby.data.join("postgresql.auto.conf");
+        let copied = fs::read_to_string(&auto_conf).unwrap_or_default();
+        let own = ["port", "listen_addresses", "unix_socket_directories"];
+        let kept: String = copied
+            .lines()
+            .filter(|line| {
+                let name = line.split('=').next().unwrap_or("").trim();
+                !own.contains(&name)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        standby.write_file_as_postgres(&auto_conf, &kept);
+        let mut conf = vec![
+            "# ---- e2e standby".to_string(),
+            format!("port = {}", standby.port),
+            "listen_addresses = '127.0.0.1'".into(),
+            format!("unix_socket_directories = '{}'", standby.root.display()),
+            format!("shared_preload_libraries = {}", quote_literal(&preload)),
+            "hot_standby = on".into(),
+        ];
+        if let Some(url) = &opts.pagerduty_url {
+            conf.push(format!("pg_oncall.pagerduty_api_url = '{url}'"));
+            let token_file = opts.token.as_deref().map(|t| standby.token_file(t).display().to_string()).unwrap_or_default();
+            conf.push(format!("pg_oncall.pagerduty_token_file = '{token_file}'"));
+        }
+        conf.push("# ---- test".into());
+        conf.extend(opts.conf.iter().cloned());
+        for line in &conf {
+            standby.set_conf(line);
+        }
+        standby.pg_ctl_start();
+        assert!(standby.in_recovery(), "e2e: the standby is not in recovery\n{}", standby.log_tail());
+        if standby.wait_ready {
+            standby.wait_ready();
+        }
+        standby
     }
 
     fn spawn_watchdog(&self, deadline: Duration) -> Watchdog {
@@ -600,12 +690,22 @@ impl Cluster {
 
     /// Waits until the sync worker runs and a committed change to `oncall.shifts` reaches
     /// decisions (a probe shift inserted, seen, deleted, seen gone).
+    ///
+    /// On a standby the probe shift is inserted and deleted on the primary and watched on the
+    /// standby (replication, then the standby's reload poll); if the primary is down, only the
+    /// worker is waited for.
     pub fn wait_ready(&self) {
         assert!(
             wait_until(Duration::from_secs(30), || self.worker_pid().is_some()),
             "e2e: the pg_oncall sync worker did not start within 30 s\n{}",
             self.log_tail()
         );
+        if let Some(primary) = self.primary_config() {
+            if let Ok(writer) = primary.connect(NoTls) {
+                self.wait_standby_follows(writer);
+            }
+            return;
+        }
         let mut c = self.connect();
         let probe = |c: &mut Client| -> bool {
             c.query_one("SELECT oncall.is_on_call($1)", &[&PROBE_EMAIL]).expect("e2e: is_on_call probe").get(0)
@@ -621,6 +721,111 @@ impl Cluster {
         assert!(
             wait_until(Duration::from_secs(10), || !probe(&mut c)),
             "e2e: the snapshot did not drop the probe shift within 10 s\n{}",
+            self.log_tail()
+        );
+    }
+
+    fn wait_standby_follows(&self, mut writer: Client) {
+        let mut c = self.connect();
+        let probe = |c: &mut Client| -> bool {
+            c.query_one("SELECT oncall.is_on_call($1)", &[&PROBE_EMAIL]).expect("e2e: is_on_call probe on the standby").get(0)
+        };
+        writer
+            .execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', $1)", &[&PROBE_EMAIL])
+            .expect("e2e: insert probe shift on the primary");
+        let seen = wait_until(Duration::from_secs(20), || probe(&mut c));
+        writer.execute("DELETE FROM oncall.shifts WHERE email = $1", &[&PROBE_EMAIL]).expect("e2e: delete probe shift on the primary");
+        assert!(seen, "e2e: the standby's snapshot did not pick up a shift committed on the primary within 20 s\n{}", self.log_tail());
+        assert!(
+            wait_until(Duration::from_secs(10), || !probe(&mut c)),
+            "e2e: the standby's snapshot did not drop the probe shift within 10 s\n{}",
+            self.log_tail()
+        );
+    }
+
+    // ------------------------------------------------------------------ replication
+
+    /// A streaming-replication hot standby of `primary`, in its own directory with its own
+    /// port and socket, `hot_standby = on` and the primary's `shared_preload_libraries`; it
+    /// returns once the standby's snapshot follows a change committed on the primary. The
+    /// copied `postgresql.conf` keeps the primary's other settings (PagerDuty URL, token-file
+    /// path...); override them with [`Builder::conf`] and [`Builder::start_standby`].
+    pub fn standby_of(primary: &Cluster) -> Cluster {
+        Cluster::builder().start_standby(primary)
+    }
+
+    /// Whether this cluster was made by [`Cluster::standby_of`].
+    pub fn is_standby(&self) -> bool {
+        self.primary.is_some()
+    }
+
+    fn primary_config(&self) -> Option<Config> {
+        let (root, port) = self.primary.as_ref()?;
+        let mut config = Self::base_config("postgres", "postgres");
+        config.host_path(root).port(*port);
+        Some(config)
+    }
+
+    /// `pg_is_in_recovery()`.
+    pub fn in_recovery(&self) -> bool {
+        self.connect().query_one("SELECT pg_is_in_recovery()", &[]).expect("e2e: pg_is_in_recovery()").get(0)
+    }
+
+    /// Whether this standby's WAL receiver is streaming from the primary.
+    pub fn streaming(&self) -> bool {
+        self.try_connect("postgres", "postgres")
+            .ok()
+            .and_then(|mut c| c.query_opt("SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'", &[]).ok())
+            .flatten()
+            .is_some()
+    }
+
+    /// Waits until this standby has replayed everything `primary` had written when called.
+    pub fn wait_caught_up(&self, primary: &Cluster, timeout: Duration) -> bool {
+        let target: String = primary
+            .connect()
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .expect("e2e: pg_current_wal_lsn() on the primary")
+            .get(0);
+        let mut c = self.connect();
+        wait_until(timeout, || {
+            c.query_one("SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", &[&target])
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Stops replication while both servers keep running: `primary_conninfo = ''` (ALTER
+    /// SYSTEM on the standby) and reload; returns once the WAL receiver is gone.
+    pub fn pause_replication(&self) {
+        assert!(self.is_standby(), "e2e: pause_replication on a cluster that is not a standby");
+        self.alter_system("primary_conninfo", "''");
+        assert!(
+            wait_until(Duration::from_secs(15), || !self.streaming()),
+            "e2e: the standby still streams 15 s after primary_conninfo = ''\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// Undoes [`Cluster::pause_replication`]: points `primary_conninfo` back at the primary
+    /// and returns once the standby streams again.
+    pub fn resume_replication(&self) {
+        let (_, port) = self.primary.as_ref().expect("e2e: resume_replication on a cluster that is not a standby");
+        self.alter_system("primary_conninfo", &quote_literal(&format!("host=127.0.0.1 port={port} user=postgres")));
+        assert!(
+            wait_until(Duration::from_secs(15), || self.streaming()),
+            "e2e: the standby does not stream 15 s after primary_conninfo was restored\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// Fast shutdown, keeping the directory (a primary going away under its standbys; the
+    /// standby keeps running and retries). Dropping the cluster later is harmless.
+    pub fn stop(&self) {
+        assert!(
+            self.pg_ctl(&["-m", "fast", "-w", "-t", "30", "stop"], Duration::from_secs(40)),
+            "e2e: pg_ctl stop failed:\n{}\n{}",
+            self.commands_log(),
             self.log_tail()
         );
     }

@@ -103,9 +103,9 @@ impl Reader<'_> {
     }
 }
 
-/// FNV-1a: detects a torn or edited file, not an attacker (the file is the server's own).
+/// Detects a torn or edited file, not an attacker (the file is the server's own).
 pub fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    super::fnv1a(bytes)
 }
 
 pub fn encode(snap: &Snapshot) -> Vec<u8> {

@@ -192,6 +192,7 @@ impl Capacity {
 
 /// Byte offsets of the arrays that follow the header in the shared segment.
 struct Layout {
+    shift_keys: usize,
     shifts: usize,
     roles: usize,
     roles_by_oid: usize,
@@ -206,13 +207,14 @@ const fn align8(n: usize) -> usize {
 
 impl Layout {
     fn of(cap: Capacity) -> Layout {
-        let shifts = align8(size_of::<Shared>());
+        let shift_keys = align8(size_of::<Shared>());
+        let shifts = align8(shift_keys + cap.shifts * size_of::<u64>());
         let roles = align8(shifts + cap.shifts * size_of::<ShiftEntry>());
         let roles_by_oid = align8(roles + cap.roles * size_of::<RoleEntry>());
         let identities = align8(roles_by_oid + cap.roles * size_of::<u32>());
         let ids = align8(identities + cap.identities * size_of::<IdentityEntry>());
         let total = align8(ids + cap.ids * size_of::<FixedStr<ID_LEN>>());
-        Layout { shifts, roles, roles_by_oid, identities, ids, total }
+        Layout { shift_keys, shifts, roles, roles_by_oid, identities, ids, total }
     }
 }
 
@@ -321,6 +323,9 @@ pub fn generation() -> u64 {
 
 /// A consistent, read-only view of the published snapshot, valid while the shared lock is held.
 pub struct View<'a> {
+    /// `email_key` of each shift, in the same order: the lookup searches this compact array
+    /// (80 KB for 10,000 shifts) and touches the 400-byte entries only for the answer.
+    shift_keys: &'a [u64],
     shifts: &'a [ShiftEntry],
     roles: &'a [RoleEntry],
     roles_by_oid: &'a [u32],
@@ -365,9 +370,13 @@ impl<'a> View<'a> {
 
     /// The shifts of one (normalized) email: shifts are sorted by email.
     pub fn shifts_of(&self, email: &str) -> &'a [ShiftEntry] {
-        let start = self.shifts.partition_point(|s| s.email.text() < email);
-        let len = self.shifts[start..].partition_point(|s| s.email.text() == email);
-        &self.shifts[start..start + len]
+        let key = email_key(email);
+        let start = self.shift_keys.partition_point(|&k| k < key);
+        let same_key = &self.shifts[start..start + self.shift_keys[start..].partition_point(|&k| k == key)];
+        // Within one key, shifts are sorted by email: skip any other email sharing the hash.
+        let first = same_key.partition_point(|s| s.email.text() < email);
+        let len = same_key[first..].partition_point(|s| s.email.text() == email);
+        &same_key[first..first + len]
     }
 }
 
@@ -391,6 +400,7 @@ pub fn read<R>(read: impl FnOnce(&View) -> R) -> Option<R> {
         let base = shared as *const Shared as *const u8;
         let layout = Layout::of(shared.capacity);
         let view = View {
+            shift_keys: std::slice::from_raw_parts(base.add(layout.shift_keys).cast(), shared.n_shifts),
             shifts: std::slice::from_raw_parts(base.add(layout.shifts).cast(), shared.n_shifts),
             roles: std::slice::from_raw_parts(base.add(layout.roles).cast(), shared.n_roles),
             roles_by_oid: std::slice::from_raw_parts(base.add(layout.roles_by_oid).cast(), shared.n_roles),
@@ -427,9 +437,19 @@ fn check_capacity(snap: &Snapshot, cap: Capacity) -> Result<(), Overflow> {
     Ok(())
 }
 
+/// FNV-1a: cheap, stable across processes; keys shifts and checks the on-disk copy.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The order and search key of shifts, from a normalized email.
+fn email_key(email: &str) -> u64 {
+    fnv1a(email.as_bytes())
+}
+
 /// Sorts for lookups (and so that equal contents encode equally).
 fn sort(snap: &mut Snapshot) {
-    snap.shifts.sort_by(|a, b| (a.email.text(), a.starts_at).cmp(&(b.email.text(), b.starts_at)));
+    snap.shifts.sort_by_cached_key(|s| (email_key(s.email.text()), s.email.text().to_owned(), s.starts_at));
     snap.roles.sort_by(|a, b| a.name.text().cmp(b.name.text()));
     snap.identities.sort_by(|a, b| a.role_name.text().cmp(b.role_name.text()));
 }
@@ -451,6 +471,8 @@ unsafe fn write_segment(shared: &Shared, snap: &Snapshot) {
         let shared_mut = shared as *const Shared as *mut Shared;
         let base = shared_mut as *mut u8;
         let layout = Layout::of(shared.capacity);
+        let keys: Vec<u64> = snap.shifts.iter().map(|s| email_key(s.email.text())).collect();
+        std::ptr::copy_nonoverlapping(keys.as_ptr(), base.add(layout.shift_keys).cast(), keys.len());
         std::ptr::copy_nonoverlapping(snap.shifts.as_ptr(), base.add(layout.shifts).cast(), snap.shifts.len());
         std::ptr::copy_nonoverlapping(snap.roles.as_ptr(), base.add(layout.roles).cast(), snap.roles.len());
         std::ptr::copy_nonoverlapping(by_oid.as_ptr(), base.add(layout.roles_by_oid).cast(), by_oid.len());
