@@ -1,7 +1,7 @@
 -- oncall.doctor(): set-ups that let a user reach a gated role's privileges without the gate,
 -- or that break the gate. One row per finding; a clean set-up returns none.
 
-CREATE FUNCTION @extschema@.doctor()
+CREATE FUNCTION @extschema@._findings()
     RETURNS TABLE (severity text, object text, problem text, fix text)
     STABLE LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$
@@ -17,11 +17,6 @@ has_identity AS (
            OR coalesce(current_setting('pg_oncall.email_domain', true), '') <> '' AS ok
       FROM pg_roles AS m
 )
-SELECT 'error', 'shared_preload_libraries',
-       'pg_oncall is not in shared_preload_libraries: nothing is gated',
-       'Add pg_oncall to shared_preload_libraries and restart the server.'
- WHERE NOT 'pg_oncall' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
-UNION ALL
 SELECT 'error', 'pg_oncall.enforcement',
        format('enforcement is %s: refusals are %s', e, CASE e WHEN 'audit' THEN 'only logged' ELSE 'not even logged' END),
        'ALTER SYSTEM SET pg_oncall.enforcement = ''enforce''; SELECT pg_reload_conf();'
@@ -110,4 +105,21 @@ SELECT 'warning', format('role %I', g.role_name),
  WHERE g.gate_login
 $$;
 
-REVOKE ALL ON FUNCTION @extschema@.doctor() FROM PUBLIC;
+-- Without the library preloaded nothing may touch its C functions (loading it then fails):
+-- that one finding is answered here, before anything else is planned.
+CREATE FUNCTION @extschema@.doctor()
+    RETURNS TABLE (severity text, object text, problem text, fix text)
+    STABLE LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT 'pg_oncall' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) THEN
+        RETURN QUERY SELECT 'error'::text, 'shared_preload_libraries'::text,
+            'pg_oncall is not in shared_preload_libraries: nothing is gated'::text,
+            'Add pg_oncall to shared_preload_libraries and restart the server.'::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT f.* FROM @extschema@._findings() AS f;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.doctor(), @extschema@._findings() FROM PUBLIC;

@@ -7,11 +7,11 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 use oncall_core::decision::{Decision, Reason, Until};
 use pgrx::prelude::*;
-use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{function_name, pg_sys, PgLogLevel, PgSqlErrorCode};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 use crate::access::{self, Identity};
 use crate::guc::{self, Enforcement};
+use crate::raise;
 use crate::snapshot;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -351,10 +351,6 @@ fn recheck_current_role() {
         detail(decision.reason, &role, &identity),
         "Run RESET ROLE to continue as yourself.".into(),
     );
-}
-
-fn raise(level: PgLogLevel, code: PgSqlErrorCode, message: String, detail: String, hint: String) {
-    ErrorReport::new(code, message, function_name!()).set_detail(detail).set_hint(hint).report(level);
 }
 
 fn role_name(oid: pg_sys::Oid) -> String {

@@ -3,7 +3,8 @@
 //! `snapshot` (shared memory) → `access` decisions → the SQL functions in `api`.
 
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{function_name, pg_sys, PgLogLevel, PgSqlErrorCode};
 
 mod access;
 mod api;
@@ -24,11 +25,12 @@ pgrx::extension_sql_file!("../sql/doctor.sql", name = "doctor", requires = ["api
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a postmaster-set flag; _PG_init runs single-threaded.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        ereport!(
-            ERROR,
+        raise(
+            PgLogLevel::ERROR,
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "pg_oncall must be loaded via shared_preload_libraries",
-            "Add pg_oncall to shared_preload_libraries in postgresql.conf and restart the server."
+            "pg_oncall must be loaded via shared_preload_libraries".into(),
+            "Loaded later, it could not gate anything: its hooks and shared memory exist only when preloaded.".into(),
+            "Add pg_oncall to shared_preload_libraries in postgresql.conf and restart the server.".into(),
         );
     }
     // pgrx re-raises errors that cross our hooks with a captured Rust backtrace in DETAIL when
@@ -39,6 +41,11 @@ pub extern "C-unwind" fn _PG_init() {
     snapshot::install_hooks();
     gate::install();
     worker::register_launcher();
+}
+
+/// Raises (or, below ERROR, reports) with DETAIL and HINT, which `ereport!` cannot both carry.
+pub(crate) fn raise(level: PgLogLevel, code: PgSqlErrorCode, message: String, detail: String, hint: String) {
+    ErrorReport::new(code, message, function_name!()).set_detail(detail).set_hint(hint).report(level);
 }
 
 #[cfg(test)]

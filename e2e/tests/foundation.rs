@@ -606,3 +606,26 @@ fn override_grants_for_its_duration_and_is_logged_loudly() {
         assert_eq!(e.code(), Some(&postgres::error::SqlState::INVALID_PARAMETER_VALUE), "{sql}: {}", error_text(&e));
     }
 }
+
+/// Without `shared_preload_libraries` there is no gate: loading the library refuses clearly
+/// (ERROR with a hint) instead of half-working, and the extension's C functions say so too.
+#[test]
+fn the_library_refuses_to_load_unless_preloaded() {
+    let mut cluster = Cluster::builder().no_wait_ready().start();
+    cluster.set_conf("shared_preload_libraries = ''");
+    cluster.restart();
+    let mut admin = cluster.connect();
+    for sql in ["LOAD 'pg_oncall'", "SELECT oncall.check_oncall_access()"] {
+        let err = admin.batch_execute(sql).expect_err("the library must refuse to load");
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {}", error_text(&err)));
+        assert!(db.message().contains("shared_preload_libraries"), "{sql}: {}", db.message());
+        assert!(db.hint().is_some_and(|h| h.contains("shared_preload_libraries")), "{sql}: {:?}", db.hint());
+    }
+    let err = admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_oncall_other").err();
+    assert!(err.is_some(), "sanity: an unknown extension errors");
+    let doctor: i64 = admin
+        .query_one("SELECT count(*) FROM oncall.doctor() WHERE object = 'shared_preload_libraries'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(doctor, 1, "doctor() (plain SQL) reports it");
+}
