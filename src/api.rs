@@ -45,8 +45,8 @@ pub unsafe extern "C-unwind" fn check_oncall_access_fast(_fcinfo: pg_sys::Functi
     // SAFETY: backend-local state, touched only on the backend's one thread; the two
     // accessors read plain variables and cannot raise.
     unsafe {
-        let statement_start = pg_sys::GetCurrentStatementStartTimestamp();
-        let session_user = pg_sys::GetSessionUserId();
+        let statement_start = access::unguarded::GetCurrentStatementStartTimestamp();
+        let session_user = access::unguarded::GetSessionUserId();
         let memo = *std::ptr::addr_of!(STATEMENT_MEMO);
         if memo.statement_start == statement_start && memo.session_user == session_user {
             return pg_sys::Datum::from(memo.allowed);

@@ -169,7 +169,7 @@ fn shift_end_text(decision: &Decision) -> String {
 
 fn audit(verdict: Verdict, route: Route, role: &str, identity: &Identity, reason: &str, decision: &Decision) {
     let word = ["allow", "deny", "audit_deny"][verdict.index()];
-    log!(
+    log_one_line(&format!(
         "pg_oncall: {word} role={} session_user={} identity={} route={} reason={} shift_end={}",
         field(role),
         field(&identity.role_name),
@@ -177,8 +177,29 @@ fn audit(verdict: Verdict, route: Route, role: &str, identity: &Identity, reason
         route.name(),
         field(reason),
         field(&shift_end_text(decision)),
-    );
+    ));
     snapshot::count_decision(route.index(), verdict.index());
+}
+
+/// A LOG line without the `STATEMENT:` line PostgreSQL would append (LOG outranks
+/// `log_min_error_statement`): one decision, one line, as a SIEM expects.
+fn log_one_line(message: &str) {
+    unsafe extern "C-unwind" {
+        // Not in pgrx's bindings (it wraps them in ereport!); plain elog.h entry points.
+        fn errstart(elevel: c_int, domain: *const c_char) -> bool;
+        fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
+    }
+    let Ok(text) = CString::new(message) else { return };
+    // SAFETY: the elog.h protocol: errstart, then the message and flags, then errfinish, which
+    // at LOG level returns. errmsg_internal copies `text` before it is dropped.
+    unsafe {
+        if errstart(pg_sys::LOG as c_int, std::ptr::null()) {
+            pg_sys::errmsg_internal(c"%s".as_ptr(), text.as_ptr());
+            pg_sys::errhidestmt(true);
+            drop(text);
+            errfinish(c"gate.rs".as_ptr(), line!() as c_int, c"audit".as_ptr());
+        }
+    }
 }
 
 /// Logs and counts a decision on a gated role; true when it must be refused (a denial under
@@ -324,7 +345,7 @@ unsafe extern "C-unwind" fn check_role(newval: *mut *mut c_char, extra: *mut *mu
 /// user is no longer on call. Costs one variable read when no role is set.
 fn recheck_current_role() {
     // SAFETY: reads backend-local variables.
-    let (role_oid, in_parallel_worker) = unsafe { (pg_sys::GetCurrentRoleId(), pg_sys::ParallelWorkerNumber >= 0) };
+    let (role_oid, in_parallel_worker) = unsafe { (access::unguarded::GetCurrentRoleId(), pg_sys::ParallelWorkerNumber >= 0) };
     if role_oid == pg_sys::InvalidOid || in_parallel_worker || guc::enforcement() == Enforcement::Off {
         return;
     }

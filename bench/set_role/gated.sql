@@ -1,0 +1,2 @@
+SET ROLE bench_gated;
+RESET ROLE;

@@ -1,0 +1,2 @@
+SET ROLE bench_plain;
+RESET ROLE;
