@@ -121,7 +121,7 @@ impl CachedDecision {
         self.key.same(key)
             && self.rule == rule
             && now >= self.decided_at
-            && self.decision.and_then(|d| d.valid_until).map_or(true, |t| now < t)
+            && self.decision.and_then(|d| d.valid_until).is_none_or(|t| now < t)
     }
 }
 

@@ -71,7 +71,7 @@ fn check_role_access(role_name: &CStr) -> bool {
     }
     // SAFETY: syscache lookup by name; missing_ok returns InvalidOid for an unknown role.
     let oid = unsafe { pg_sys::get_role_oid(role_name.as_ptr(), true) };
-    access::session_user_may_assume(oid, || name.into_owned(), access::statement_now()).map_or(true, |d| d.allowed)
+    access::session_user_may_assume(oid, || name.into_owned(), access::statement_now()).is_none_or(|d| d.allowed)
 }
 
 #[pg_extern(sql = false)]
@@ -131,7 +131,7 @@ fn whoami() -> TableIterator<
 #[pg_extern(sql = false)]
 fn is_stale(last_success_at: Option<TimestampWithTimeZone>) -> bool {
     let last = last_success_at.map(|t| unix_from_pg(t.into()));
-    decision::stale_at(last, guc::max_staleness_us()).map_or(true, |t| access::now() >= t)
+    decision::stale_at(last, guc::max_staleness_us()).is_none_or(|t| access::now() >= t)
 }
 
 #[pg_extern(sql = false)]

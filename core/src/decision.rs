@@ -54,7 +54,7 @@ impl LevelBounds {
     }
 
     fn admits(&self, level: i32) -> bool {
-        level >= self.min && self.max.map_or(true, |max| level <= max)
+        level >= self.min && self.max.is_none_or(|max| level <= max)
     }
 }
 
@@ -196,7 +196,7 @@ fn filter_admits<S: AsRef<str>>(filter: Option<&[S]>, id: Option<&str>, source: 
 }
 
 fn is_active(shift: &ShiftView, now: i64) -> bool {
-    shift.starts_at.map_or(true, |s| s <= now) && shift.ends_at.map_or(true, |e| now < e)
+    shift.starts_at.is_none_or(|s| s <= now) && shift.ends_at.is_none_or(|e| now < e)
 }
 
 /// Why `shift` does not grant under `rule` at `now` (`None`: it grants).
@@ -212,7 +212,7 @@ fn miss<S: AsRef<str>>(shift: &ShiftView, rule: &Rule<S>, now: i64, stale_at: Op
     {
         return Some(Miss::Policies);
     }
-    if shift.source == Source::PagerDuty && stale_at.map_or(true, |t| now >= t) {
+    if shift.source == Source::PagerDuty && stale_at.is_none_or(|t| now >= t) {
         return Some(Miss::Stale);
     }
     None

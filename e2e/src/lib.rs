@@ -29,6 +29,25 @@ pub fn time_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Dura
     }
 }
 
+/// Asserts that `f` holds within `timeout`, and says how long it took.
+#[track_caller]
+pub fn within(what: &str, timeout: Duration, cluster: &Cluster, f: impl FnMut() -> bool) {
+    match time_until(timeout, f) {
+        Some(took) => eprintln!("{what}: {took:?}"),
+        None => panic!("{what}: not within {timeout:?}\n{}", cluster.log_tail()),
+    }
+}
+
+/// Asserts that `f` keeps holding for `d`.
+#[track_caller]
+pub fn holds_for(what: &str, d: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        assert!(f(), "{what}: stopped holding after {:?}", start.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `CREATE ROLE "<name>" LOGIN` (a plain, non-superuser login role).
 pub fn create_login_role(admin: &mut Client, name: &str) {
     admin

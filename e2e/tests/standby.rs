@@ -4,7 +4,7 @@
 //! its decisions within seconds, it fails closed by `max_staleness` when replication stops, and
 //! it enforces the copied `pg_oncall.snapshot` from its first connection.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::*;
 use fake_pagerduty::{oncall, FakePagerDuty};
@@ -107,24 +107,6 @@ fn refused_as_stale(session: &mut Client) -> bool {
     matches!(set_role(session), Err(db) if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE && db.detail().unwrap_or_default().contains("stale"))
 }
 
-/// Asserts that `f` holds within `timeout`, and says how long it took.
-#[track_caller]
-fn within(what: &str, timeout: Duration, cluster: &Cluster, f: impl FnMut() -> bool) {
-    match time_until(timeout, f) {
-        Some(took) => eprintln!("{what}: {took:?}"),
-        None => panic!("{what}: not within {timeout:?}\n{}", cluster.log_tail()),
-    }
-}
-
-/// Asserts that `f` keeps holding for `d`.
-#[track_caller]
-fn holds_for(what: &str, d: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        assert!(f(), "{what}: stopped holding after {:?}", start.elapsed());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Every PagerDuty row of `oncall.shifts`, as text, sorted.
 fn pagerduty_rows(c: &mut Client) -> Vec<String> {
