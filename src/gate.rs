@@ -541,9 +541,14 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut c_void, status: c_i
     if guc::enforcement() == Enforcement::Off {
         return;
     }
+    // No database is selected yet: decide from shared memory only. Most logins are not of a
+    // gate_login role: they cost one lookup, and no identity.
+    let gates_login = snapshot::read(|view| view.gated_role_by_name(&user).is_some_and(|role| role.gate_login));
+    if gates_login != Some(true) {
+        return;
+    }
     let identity = access::identity_of(&user);
     let now = access::now();
-    // No database is selected yet: decide from shared memory only.
     let decision = snapshot::read(|view| {
         view.gated_role_by_name(&user)
             .filter(|role| role.gate_login)

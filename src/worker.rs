@@ -195,6 +195,8 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
             if !worker.sync() {
                 return;
             }
+            // Changes committed while the sync ran (a failing one retries for seconds) woke a
+            // latch the sync's own waits consumed: serve them now, not at the next timeout.
             let _ = worker.reload_if_needed();
         }
         if !BackgroundWorker::wait_latch(Some(worker.sleep_time())) {
