@@ -15,13 +15,16 @@ test: setup test-unit test-pg test-e2e
 test-unit:
 	cargo test -p oncall-core -p fake-pagerduty
 
-test-pg:
-	bash scripts/pgrx-test.sh
+# Tests run every cluster from a private copy of the PostgreSQL installation with the library
+# just built (scripts/pgtree.sh): they never write into the system's PostgreSQL. A debug build:
+# quicker to build, and Rust's overflow checks stay on under test.
+TEST_TREE := target/pgtree/test
 
-# A debug build: quicker to build, and Rust's overflow checks stay on under test.
+test-pg: setup
+	bash scripts/pgrx-test.sh "$$(bash scripts/pgtree.sh --debug $(TEST_TREE))"
+
 test-e2e: setup
-	PROFILE=debug bash scripts/install.sh
-	cargo test -p e2e -- --test-threads=1
+	PG_CONFIG="$$(bash scripts/pgtree.sh --debug $(TEST_TREE))" cargo test -p e2e -- --test-threads=1
 
 install: setup
 	bash scripts/install.sh

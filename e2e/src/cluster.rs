@@ -82,14 +82,23 @@ fn pg_config() -> String {
     std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into())
 }
 
+fn pg_config_dir(which: &str) -> PathBuf {
+    let out = Command::new(pg_config())
+        .arg(which)
+        .output()
+        .unwrap_or_else(|e| panic!("e2e: cannot run {} {which}: {e}", pg_config()));
+    assert!(out.status.success(), "e2e: pg_config {which} failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// `pg_config --bindir`.
 pub fn bindir() -> PathBuf {
-    let out = Command::new(pg_config())
-        .arg("--bindir")
-        .output()
-        .unwrap_or_else(|e| panic!("e2e: cannot run {} --bindir: {e}", pg_config()));
-    assert!(out.status.success(), "e2e: pg_config --bindir failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    pg_config_dir("--bindir")
+}
+
+/// `pg_config --pkglibdir`.
+pub fn pkglibdir() -> PathBuf {
+    pg_config_dir("--pkglibdir")
 }
 
 fn is_root() -> bool {
@@ -449,6 +458,7 @@ impl Cluster {
         for attempt in 0..5 {
             let before = self.log().len();
             if self.pg_ctl(&["-l", &log, "-w", "-t", "60", "start"], Duration::from_secs(70)) {
+                self.assert_maps_tested_library();
                 return;
             }
             let log_now = self.log();
@@ -460,6 +470,35 @@ impl Cluster {
             self.port = free_port();
             self.set_conf(&format!("port = {}", self.port));
         }
+    }
+
+    /// The postmaster has mapped `pg_oncall.so` from the installation under test (the private
+    /// tree that `make test` installs the library just built into), not from anywhere else.
+    fn assert_maps_tested_library(&self) {
+        let expected = pkglibdir().join("pg_oncall.so");
+        let pid = fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+            .unwrap_or_else(|| panic!("e2e: no postmaster.pid in {}", self.data.display()));
+        let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_else(|e| panic!("e2e: /proc/{pid}/maps: {e}"));
+        let mapped: std::collections::BTreeSet<&str> =
+            maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.ends_with("/pg_oncall.so")).collect();
+        if !self.preloads_library() {
+            assert!(mapped.is_empty(), "e2e: a cluster without pg_oncall preloaded maps {mapped:?}");
+            return;
+        }
+        let expected = expected.to_string_lossy();
+        assert!(
+            mapped.len() == 1 && mapped.contains(expected.as_ref()),
+            "e2e: the postmaster maps {mapped:?}, not the library under test {expected}"
+        );
+    }
+
+    fn preloads_library(&self) -> bool {
+        let conf = fs::read_to_string(self.data.join("postgresql.conf")).unwrap_or_default();
+        let auto = fs::read_to_string(self.data.join("postgresql.auto.conf")).unwrap_or_default();
+        let last = conf.lines().chain(auto.lines()).filter(|l| l.trim_start().starts_with("shared_preload_libraries")).last();
+        last.is_some_and(|l| l.contains("pg_oncall"))
     }
 
     fn write_file_as_postgres(&self, path: &Path, text: &str) {
