@@ -1,5 +1,5 @@
 //! The C entry points behind the SQL functions of `sql/api.sql`: decisions for everyone,
-//! sync control and statistics for superusers, and the commit hook that wakes the worker.
+//! sync control and statistics for superusers, and the trigger function that wakes the worker.
 //! Their SQL declarations are written by hand there, so that types and privileges are exact.
 
 use std::ffi::CStr;
@@ -9,14 +9,13 @@ use oncall_core::decision::{self, Until};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
-use crate::access::{self, pg_from_unix, unix_from_pg};
-use crate::{guc, snapshot};
-
-fn is_superuser(oid: pg_sys::Oid) -> bool {
-    // SAFETY: superuser_arg consults a syscache (with its own one-entry cache); we are in a
-    // transaction whenever SQL calls us.
-    unsafe { pg_sys::superuser_arg(oid) }
-}
+use crate::decide;
+use crate::gate::stats;
+use crate::guc;
+use crate::pg::roles::{self, is_superuser};
+use crate::pg::time::{self, pg_from_unix, unix_from_pg};
+use crate::snapshot;
+use crate::sync::signal::{self, CommitAction};
 
 /// One statement's answer to `check_oncall_access()`. An RLS policy calls the function once
 /// per row: within a statement the answer is fixed (STABLE, "now" is the statement's start),
@@ -45,8 +44,8 @@ pub unsafe extern "C-unwind" fn check_oncall_access_fast(_fcinfo: pg_sys::Functi
     // SAFETY: backend-local state, touched only on the backend's one thread; the two
     // accessors read plain variables and cannot raise.
     unsafe {
-        let statement_start = access::unguarded::GetCurrentStatementStartTimestamp();
-        let session_user = access::unguarded::GetSessionUserId();
+        let statement_start = time::statement_start_pg();
+        let session_user = roles::session_user();
         let memo = *std::ptr::addr_of!(STATEMENT_MEMO);
         if memo.statement_start == statement_start && memo.session_user == session_user {
             return pg_sys::Datum::from(memo.allowed);
@@ -59,28 +58,30 @@ pub unsafe extern "C-unwind" fn check_oncall_access_fast(_fcinfo: pg_sys::Functi
 
 #[pg_guard]
 extern "C-unwind" fn session_user_on_call_now() -> bool {
-    access::session_user_on_call(access::statement_now()).allowed
+    decide::session_user_on_call(time::statement_start()).allowed
 }
 
 #[pg_extern(sql = false)]
 fn check_role_access(role_name: &CStr) -> bool {
     let name = role_name.to_string_lossy();
-    let session_user = access::session_user_oid();
-    if is_superuser(session_user) {
+    if is_superuser(roles::session_user()) {
         return true;
     }
-    // SAFETY: syscache lookup by name; missing_ok returns InvalidOid for an unknown role.
-    let oid = unsafe { pg_sys::get_role_oid(role_name.as_ptr(), true) };
-    access::session_user_may_assume(oid, || name.into_owned(), access::statement_now()).is_none_or(|d| d.allowed)
+    let oid = roles::oid_of(&name).unwrap_or(pg_sys::InvalidOid);
+    decide::session_user_may_assume(oid, || name.into_owned(), time::statement_start()).is_none_or(|d| d.allowed)
 }
 
 #[pg_extern(sql = false)]
-fn is_on_call(email: Option<&str>, min_escalation_level: Option<i32>, escalation_policy_ids: Option<Vec<String>>) -> Option<bool> {
+fn is_on_call(
+    email: Option<&str>,
+    min_escalation_level: Option<i32>,
+    escalation_policy_ids: Option<Vec<String>>,
+) -> Option<bool> {
     let email = email?;
     if email.trim().is_empty() {
         return Some(false);
     }
-    Some(access::email_on_call(email, min_escalation_level, escalation_policy_ids.as_deref(), access::statement_now()))
+    Some(decide::email_on_call(email, min_escalation_level, escalation_policy_ids.as_deref(), time::statement_start()))
 }
 
 fn timestamptz(us: i64) -> Option<TimestampWithTimeZone> {
@@ -88,6 +89,7 @@ fn timestamptz(us: i64) -> Option<TimestampWithTimeZone> {
 }
 
 #[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)] // pgrx reads the column names from the literal tuple
 fn whoami() -> TableIterator<
     'static,
     (
@@ -98,19 +100,19 @@ fn whoami() -> TableIterator<
         name!(assumable_roles, Vec<String>),
     ),
 > {
-    let now = access::statement_now();
-    let identity = access::session_identity();
-    let on_call = access::session_user_on_call(now);
+    let now = time::statement_start();
+    let identity = decide::session_identity();
+    let on_call = decide::session_user_on_call(now);
     let until = match on_call.until {
         Some(Until::At(t)) => timestamptz(t),
         _ => None,
     };
-    let session_user = access::session_user_oid();
+    let session_user = roles::session_user();
     let gated: Vec<(pg_sys::Oid, String, bool)> = snapshot::read(|view| {
         view.roles()
             .iter()
             .map(|role| {
-                let d = access::decide_for_role(view, role, identity.email.as_deref(), now);
+                let d = decide::decide_for_role(view, role, identity.email.as_deref(), now);
                 (role.oid, role.name.text().to_owned(), d.allowed)
             })
             .collect()
@@ -120,8 +122,7 @@ fn whoami() -> TableIterator<
     let assumable = gated
         .into_iter()
         .filter(|(oid, _, allowed)| {
-            // SAFETY: membership check through the syscache, in a transaction.
-            *oid != pg_sys::InvalidOid && (superuser || (*allowed && unsafe { pg_sys::is_member_of_role(session_user, *oid) }))
+            *oid != pg_sys::InvalidOid && (superuser || (*allowed && roles::can_set_role(session_user, *oid)))
         })
         .map(|(_, name, _)| name)
         .collect();
@@ -131,7 +132,7 @@ fn whoami() -> TableIterator<
 #[pg_extern(sql = false)]
 fn is_stale(last_success_at: Option<TimestampWithTimeZone>) -> bool {
     let last = last_success_at.map(|t| unix_from_pg(t.into()));
-    decision::stale_at(last, guc::max_staleness_us()).is_none_or(|t| access::now() >= t)
+    decision::stale_at(last, guc::max_staleness_us()).is_none_or(|t| time::now() >= t)
 }
 
 #[pg_extern(sql = false)]
@@ -142,14 +143,12 @@ fn snapshot_overflowed() -> bool {
 #[pg_extern(sql = false)]
 fn stats() -> TableIterator<'static, (name!(route, String), name!(decision, String), name!(count, i64))> {
     TableIterator::new(
-        snapshot::decision_counts()
-            .into_iter()
-            .map(|(route, decision, count)| (route.to_owned(), decision.to_owned(), count as i64)),
+        stats::all().into_iter().map(|(route, decision, count)| (route.to_owned(), decision.to_owned(), count as i64)),
     )
 }
 
 fn last_sync_error() -> String {
-    Spi::get_one::<String>("SELECT last_error FROM oncall.sync_state")
+    Spi::get_one::<String>("SELECT s.last_error FROM oncall.sync_state AS s")
         .ok()
         .flatten()
         .unwrap_or_else(|| "unknown error".into())
@@ -166,7 +165,7 @@ fn refresh(wait: bool, timeout_ms: i64) {
             "The standby enforces what the primary synced, from the replicated oncall.shifts."
         );
     }
-    if snapshot::worker_pid().is_none() {
+    if signal::worker_pid().is_none() {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -177,13 +176,13 @@ fn refresh(wait: bool, timeout_ms: i64) {
             )
         );
     }
-    let Some(ticket) = snapshot::request_sync() else { return };
+    let Some(ticket) = signal::request_sync() else { return };
     if !wait {
         return;
     }
     let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
     loop {
-        match snapshot::sync_result(ticket) {
+        match signal::sync_result(ticket) {
             Some(true) => return,
             Some(false) => {
                 ereport!(
@@ -222,5 +221,5 @@ fn refresh(wait: bool, timeout_ms: i64) {
 /// earlier would let it load the old rows).
 #[pg_extern(sql = false)]
 fn reload_after_commit() {
-    snapshot::at_commit(snapshot::CommitAction::Reload);
+    signal::at_commit(CommitAction::Reload);
 }

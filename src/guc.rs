@@ -213,10 +213,7 @@ pub fn register() {
 }
 
 fn string_of(setting: &GucSetting<Option<CString>>) -> String {
-    setting
-        .get()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 pub fn database() -> String {

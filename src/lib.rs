@@ -1,19 +1,20 @@
 //! pg_oncall: privileged PostgreSQL roles only while you are on call in PagerDuty.
-//! This file wires the pieces together; the data flow is PagerDuty → `worker` → tables →
-//! `snapshot` (shared memory) → `access` decisions → the SQL functions in `api`.
+//! The data flow, one module per stage: PagerDuty → `sync` (worker) → tables → `snapshot`
+//! (shared memory) → `decide` (this backend's decisions) → `gate` (hooks) and `api` (SQL
+//! functions). `pg` wraps the PostgreSQL interfaces several stages use; `guc` the settings.
 
 use pgrx::prelude::*;
-use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{function_name, pg_sys, PgLogLevel, PgSqlErrorCode};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
-mod access;
 mod api;
+mod decide;
 mod gate;
 mod guc;
+mod pg;
 mod snapshot;
+mod sync;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
-mod worker;
 
 ::pgrx::pg_module_magic!();
 
@@ -21,11 +22,14 @@ pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../sql/api.sql", name = "api", finalize);
 pgrx::extension_sql_file!("../sql/doctor.sql", name = "doctor", requires = ["api"]);
 
+/// Every shared segment: the snapshot, the worker's wake-ups, the gate's counters.
+static SEGMENTS: [&pg::shmem::Segment; 3] = [&snapshot::SEGMENT, &sync::signal::SEGMENT, &gate::stats::SEGMENT];
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a postmaster-set flag; _PG_init runs single-threaded.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        raise(
+        pg::log::raise(
             PgLogLevel::ERROR,
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "pg_oncall must be loaded via shared_preload_libraries".into(),
@@ -38,14 +42,15 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: the postmaster is single-threaded while it loads preload libraries.
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     guc::register();
-    snapshot::install_hooks();
-    gate::install();
-    worker::register_launcher();
-}
-
-/// Raises (or, below ERROR, reports) with DETAIL and HINT, which `ereport!` cannot both carry.
-pub(crate) fn raise(level: PgLogLevel, code: PgSqlErrorCode, message: String, detail: String, hint: String) {
-    ErrorReport::new(code, message, function_name!()).set_detail(detail).set_hint(hint).report(level);
+    pg::shmem::install(&SEGMENTS);
+    if !pg::hooks::install() {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pg_oncall: the \"role\" setting was not found; refusing to start without a gate"
+        );
+    }
+    sync::launcher::register();
 }
 
 #[cfg(test)]
@@ -53,9 +58,6 @@ pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![
-            "shared_preload_libraries = 'pg_oncall'",
-            "pg_oncall.database = 'pgrx_tests'",
-        ]
+        vec!["shared_preload_libraries = 'pg_oncall'", "pg_oncall.database = 'pgrx_tests'"]
     }
 }

@@ -7,9 +7,7 @@ mod tests {
     use pgrx::prelude::*;
 
     fn fails(sql: &str) -> bool {
-        PgTryBuilder::new(|| Spi::run(sql).is_err())
-            .catch_others(|_| true)
-            .execute()
+        PgTryBuilder::new(|| Spi::run(sql).is_err()).catch_others(|_| true).execute()
     }
 
     fn bool_of(sql: &str) -> Option<bool> {
@@ -119,7 +117,12 @@ mod tests {
     fn privileges_follow_the_design() {
         Spi::run("CREATE ROLE plain_user NOLOGIN").unwrap();
         let can = |what: &str| bool_of(&format!("SELECT has_function_privilege('plain_user', '{what}', 'EXECUTE')"));
-        for public in ["oncall.check_oncall_access()", "oncall.check_oncall_access(name)", "oncall.is_on_call(text, int, text[])", "oncall.whoami()"] {
+        for public in [
+            "oncall.check_oncall_access()",
+            "oncall.check_oncall_access(name)",
+            "oncall.is_on_call(text, int, text[])",
+            "oncall.whoami()",
+        ] {
             assert_eq!(can(public), Some(true), "{public}");
         }
         for admin in [

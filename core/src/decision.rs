@@ -41,16 +41,8 @@ pub struct LevelBounds {
 
 impl LevelBounds {
     /// A rule's own bounds win; a NULL bound falls back to the configured default.
-    pub fn resolve(
-        rule_min: Option<i32>,
-        rule_max: Option<i32>,
-        default_min: i32,
-        default_max: Option<i32>,
-    ) -> LevelBounds {
-        LevelBounds {
-            min: rule_min.unwrap_or(default_min),
-            max: rule_max.or(default_max),
-        }
+    pub fn resolve(rule_min: Option<i32>, rule_max: Option<i32>, default_min: i32, default_max: Option<i32>) -> LevelBounds {
+        LevelBounds { min: rule_min.unwrap_or(default_min), max: rule_max.or(default_max) }
     }
 
     fn admits(&self, level: i32) -> bool {
@@ -68,11 +60,7 @@ pub struct Rule<'a, S: AsRef<str>> {
 
 /// The rule `check_oncall_access()` uses: any policy, any schedule, default levels.
 pub fn any_policy_rule(levels: LevelBounds) -> Rule<'static, &'static str> {
-    Rule {
-        escalation_policy_ids: None,
-        schedule_ids: None,
-        levels,
-    }
+    Rule { escalation_policy_ids: None, schedule_ids: None, levels }
 }
 
 /// Why access was or was not granted; the text goes into DETAIL lines and audit logs.
@@ -121,12 +109,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn deny(reason: Reason) -> Decision {
-        Decision {
-            allowed: false,
-            reason,
-            until: None,
-            valid_until: None,
-        }
+        Decision { allowed: false, reason, until: None, valid_until: None }
     }
 
     /// Both decisions must allow (a role that inherits several gated roles answers to every
@@ -154,11 +137,7 @@ pub fn normalize_email(email: &str) -> String {
 
 /// The PagerDuty identity of a role: its `oncall.identities` row, else the role name when it
 /// is an email, else `role@email_domain`, else none (never on call).
-pub fn identity_for<'a>(
-    role_name: &'a str,
-    mapped_email: Option<&'a str>,
-    email_domain: &str,
-) -> Option<Cow<'a, str>> {
+pub fn identity_for<'a>(role_name: &'a str, mapped_email: Option<&'a str>, email_domain: &str) -> Option<Cow<'a, str>> {
     if let Some(email) = mapped_email {
         return Some(Cow::Borrowed(email));
     }
@@ -228,12 +207,7 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 
 /// Decides whether the identity whose shifts are `shifts` is on call under `rule` at `now`.
 /// `shifts` must hold only that identity's shifts (the caller looks them up by email).
-pub fn decide<'a, S: AsRef<str>>(
-    shifts: &[ShiftView<'a>],
-    rule: &Rule<S>,
-    now: i64,
-    stale_at: Option<i64>,
-) -> Decision {
+pub fn decide<'a, S: AsRef<str>>(shifts: &[ShiftView<'a>], rule: &Rule<S>, now: i64, stale_at: Option<i64>) -> Decision {
     let mut valid_until: Option<i64> = None;
     let mut worst_miss = Miss::NotActive;
     let mut allowed = false;
@@ -262,19 +236,9 @@ pub fn decide<'a, S: AsRef<str>>(
             Miss::Policies => Reason::OutsidePolicies,
             Miss::Stale => Reason::Stale,
         };
-        return Decision {
-            allowed: false,
-            reason,
-            until: None,
-            valid_until,
-        };
+        return Decision { allowed: false, reason, until: None, valid_until };
     }
-    Decision {
-        allowed: true,
-        reason: Reason::OnCall,
-        until: Some(stretch_end(shifts, rule, now, stale_at)),
-        valid_until,
-    }
+    Decision { allowed: true, reason: Reason::OnCall, until: Some(stretch_end(shifts, rule, now, stale_at)), valid_until }
 }
 
 /// The end of the continuous on-call stretch covering `now`: shifts that grant and start
@@ -480,7 +444,12 @@ mod tests {
 
     #[test]
     fn and_needs_both_and_keeps_the_earliest_expiry() {
-        let allow = |until: i64, valid: i64| Decision { allowed: true, reason: Reason::OnCall, until: Some(Until::At(until)), valid_until: Some(valid) };
+        let allow = |until: i64, valid: i64| Decision {
+            allowed: true,
+            reason: Reason::OnCall,
+            until: Some(Until::At(until)),
+            valid_until: Some(valid),
+        };
         let open = Decision { allowed: true, reason: Reason::OnCall, until: Some(Until::Open), valid_until: None };
         let deny = Decision { allowed: false, reason: Reason::OutsideLevels, until: None, valid_until: Some(NOW + H) };
         let both = allow(NOW + 3 * H, NOW + 2 * H).and(allow(NOW + H, NOW + 5 * H));

@@ -1,6 +1,7 @@
-//! pg_oncall's pure logic, testable without a server: who is on call (`decision`)
-//! and how PagerDuty's `/oncalls` answers become shifts (`pagerduty`).
+//! pg_oncall's pure logic, testable without a server: how PagerDuty's `/oncalls` answers become
+//! shifts (`pagerduty`), who is on call (`decision`), and the text of audit lines (`audit`).
 //! Nothing here touches PostgreSQL; the extension crate feeds it data and acts on its answers.
 
+pub mod audit;
 pub mod decision;
 pub mod pagerduty;

@@ -264,6 +264,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     expect_audit(&cluster, offset, "deny", "set_role", "bob", GATED);
 
     // SET LOCAL ROLE, in a transaction
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     {
         let mut tx = alice.transaction().unwrap();
@@ -283,6 +285,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     expect_audit(&cluster, offset, "deny", "set_role", "bob", GATED);
 
     // set_config('role', r, false): session-wide
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     let value = simple_value(&mut alice, "SELECT set_config('role', 'prod_admin', false)")
         .unwrap_or_else(|e| panic!("alice set_config(false): {}", error_text(&e)));
@@ -295,6 +299,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     expect_audit(&cluster, offset, "deny", "set_config", "bob", GATED);
 
     // set_config('role', r, true): transaction-local
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     {
         let mut tx = alice.transaction().unwrap();
@@ -323,6 +329,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
                  AS $$ BEGIN RETURN current_user::text; END $$;",
         )
         .unwrap_or_else(|e| panic!("create functions: {}", error_text(&e)));
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     for f in ["public.as_admin()", "public.as_admin_plpgsql()"] {
         let inside = simple_value(&mut alice, &format!("SELECT {f}")).unwrap_or_else(|e| panic!("alice {f}: {}", error_text(&e)));
@@ -335,6 +343,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     expect_audit(&cluster, offset, "deny", "function_set", "bob", GATED);
 
     // A DO block with SET ROLE (the setting outlives the block, as PostgreSQL does).
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     alice
         .batch_execute("DO $$ BEGIN SET ROLE prod_admin; END $$")
@@ -366,6 +376,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     bob.batch_execute("SELECT 1").expect("bob's session works on");
 
     // PL/pgSQL EXECUTE 'SET ROLE prod_admin'
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     alice
         .batch_execute("DO $$ BEGIN EXECUTE 'SET ROLE prod_admin'; END $$")
@@ -378,6 +390,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     expect_audit(&cluster, offset, "deny", "set_role", "bob", GATED);
 
     // Extended protocol, the role as a bound parameter.
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     let row = alice
         .query_one("SELECT set_config('role', $1, false)", &[&GATED])
@@ -391,6 +405,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     expect_audit(&cluster, offset, "deny", "set_config", "bob", GATED);
 
     // -c role=prod_admin in the startup options: alice logs in as prod_admin, bob is refused.
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     let mut alice_opt = cluster
         .try_connect_with(&with_options(&cluster, "alice", "-c role=prod_admin"))
@@ -409,6 +425,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
 
     // ALTER ROLE x SET role = prod_admin, applied at login.
     admin.batch_execute("ALTER ROLE alice SET role = prod_admin; ALTER ROLE bob SET role = prod_admin").unwrap();
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     let (alice_default, alice_notices) = connect_collecting(&cluster, cluster.config("alice", "postgres"));
     let mut alice_default = alice_default.unwrap_or_else(|e| panic!("alice with a role default: {}", error_text(&e)));
@@ -434,6 +452,8 @@ fn every_route_allows_on_call_and_refuses_off_call() {
     // The gate holds in every database of the cluster, and for a database's role default.
     admin.batch_execute("CREATE DATABASE other_db").unwrap();
     admin.batch_execute("ALTER DATABASE other_db SET role = prod_admin").unwrap();
+    // A new session: the first allow per session, role and shift is logged (later ones are counted).
+    alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     let mut alice_other = cluster.connect_db("alice", "other_db");
     assert_eq!(current_user(&mut alice_other), GATED, "alice gets other_db's role default");
@@ -626,7 +646,7 @@ fn assert_access_ended(result: Result<impl std::fmt::Debug, postgres::Error>, wh
     assert!(db.message().contains("ended"), "{what}: the message says on-call access ended: {}", error_text(&e));
     assert!(db.message().contains(GATED) && db.message().contains(ALICE_EMAIL), "{what}: {}", error_text(&e));
     assert!(db.detail().is_some(), "{what}: DETAIL: {}", error_text(&e));
-    assert!(db.hint().is_some_and(|h| h.contains("RESET ROLE")), "{what}: the hint says RESET ROLE: {}", error_text(&e));
+    assert!(db.hint().is_some_and(|h| h.contains("SET ROLE NONE")), "{what}: the hint says SET ROLE NONE: {}", error_text(&e));
 }
 
 #[test]
@@ -883,15 +903,11 @@ fn stats_count_decisions_and_lines_have_the_contract_shape() {
             "CREATE FUNCTION public.as_admin() RETURNS text LANGUAGE sql SET role = prod_admin AS $$ SELECT current_user::text $$;",
         )
         .unwrap();
-    // CREATE FUNCTION ... SET role = prod_admin really switches to the role while PostgreSQL
-    // validates the body (check_function_bodies): one superuser function_set allow so far.
+    // Creating a function with SET role = prod_admin is not a switch (PostgreSQL would switch
+    // to validate its body; pg_oncall has it skip that validation): nothing counted so far.
     let start = stats(&mut admin);
     let nonzero: Vec<_> = start.iter().filter(|(_, &c)| c != 0).collect();
-    assert_eq!(
-        nonzero,
-        vec![(&("function_set".to_string(), "allow".to_string()), &1)],
-        "only the CREATE FUNCTION's validation so far: {start:?}"
-    );
+    assert!(nonzero.is_empty(), "creating the function decided nothing: {start:?}");
     for route in ["set_role", "set_config", "function_set", "startup_option", "role_default", "statement", "login"] {
         for decision in ["allow", "deny", "audit_deny"] {
             assert!(start.contains_key(&(route.to_string(), decision.to_string())), "stats() lists {route}/{decision}: {start:?}");
@@ -950,18 +966,26 @@ fn stats_count_decisions_and_lines_have_the_contract_shape() {
         stats(&mut admin).into_iter().map(|(k, c)| (k.clone(), c - start[&k])).filter(|(_, c)| *c != 0).collect();
     assert_eq!(got, expected, "oncall.stats() after the scripted decisions");
 
-    // The log has one line per counted decision, each exactly of the contract's shape.
+    // The log has one line per counted decision, each exactly of the contract's shape, except
+    // for allows after the first in a session for the same role and shift (counted only):
+    // alice's set_config and function_set allows and her second SET ROLE came in the session
+    // whose first SET ROLE was logged.
+    let mut expected_lines = expected.clone();
+    expected_lines.insert(("set_role".into(), "allow".into()), 1);
+    expected_lines.remove(&("set_config".to_string(), "allow".to_string()));
+    expected_lines.remove(&("function_set".to_string(), "allow".to_string()));
+    let line_count: i64 = expected_lines.values().sum();
     let mut lines = Vec::new();
     wait_until(Duration::from_secs(3), || {
         lines = decision_lines(&cluster.log_since(offset));
-        lines.len() >= 16
+        lines.len() as i64 >= line_count
     });
     let parsed: Vec<AuditLine> = lines.iter().map(|l| parse_audit(l)).collect();
     let mut per_key: BTreeMap<(String, String), i64> = BTreeMap::new();
     for a in &parsed {
         *per_key.entry((a.get("route").to_owned(), a.decision.clone())).or_default() += 1;
     }
-    assert_eq!(per_key, expected, "log lines per route/decision\n{}", lines.join("\n"));
+    assert_eq!(per_key, expected_lines, "log lines per route/decision\n{}", lines.join("\n"));
     assert!(
         lines.contains(&"deny role=prod_admin session_user=bob identity=bob@example.com route=set_role reason=\"not on call\" shift_end=-".to_string()),
         "bob's SET ROLE deny line, verbatim\n{}",

@@ -134,27 +134,15 @@ pub fn oncalls_from_json(text: &str) -> Result<Vec<Oncall>, String> {
     let Value::Array(items) = value else {
         return Err("expected a JSON array of on-call entries".into());
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| oncall_from_json(item).map_err(|e| format!("entry {i}: {e}")))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| oncall_from_json(item).map_err(|e| format!("entry {i}: {e}"))).collect()
 }
 
 fn oncall_from_json(item: &Value) -> Result<Oncall, String> {
     let Value::Object(m) = item else {
         return Err("expected an object".into());
     };
-    const KNOWN: [&str; 8] = [
-        "email",
-        "name",
-        "user_id",
-        "escalation_policy_id",
-        "escalation_level",
-        "schedule_id",
-        "start",
-        "end",
-    ];
+    const KNOWN: [&str; 8] =
+        ["email", "name", "user_id", "escalation_policy_id", "escalation_level", "schedule_id", "start", "end"];
     if let Some(k) = m.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!("unknown field {k:?}"));
     }
@@ -184,9 +172,7 @@ fn oncall_from_json(item: &Value) -> Result<Oncall, String> {
     let time = |key: &str| -> Result<_, String> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => parse_time(s)
-                .map(Some)
-                .ok_or_else(|| format!("{key} is not an ISO 8601 date-time: {s:?}")),
+            Some(Value::String(s)) => parse_time(s).map(Some).ok_or_else(|| format!("{key} is not an ISO 8601 date-time: {s:?}")),
             Some(_) => Err(format!("{key} must be a string or null")),
         }
     };
@@ -197,14 +183,7 @@ fn oncall_from_json(item: &Value) -> Result<Oncall, String> {
             return Err("end must be after start".into());
         }
     }
-    Ok(Oncall {
-        user,
-        escalation_policy_id: policy,
-        escalation_level: level,
-        schedule_id,
-        start,
-        end,
-    })
+    Ok(Oncall { user, escalation_policy_id: policy, escalation_level: level, schedule_id, start, end })
 }
 
 fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, String> {
@@ -255,38 +234,19 @@ fn fault_spec_from_json(v: &Value) -> Result<FaultSpec, String> {
     let Value::Object(m) = v else {
         return Err("expected a JSON object".into());
     };
-    const KINDS: [&str; 7] = [
-        "status",
-        "rate_limited",
-        "delay_ms",
-        "truncated",
-        "garbage",
-        "huge_bytes",
-        "hang",
-    ];
+    const KINDS: [&str; 7] = ["status", "rate_limited", "delay_ms", "truncated", "garbage", "huge_bytes", "hang"];
     const EXTRA: [&str; 4] = ["body", "headers", "persistent", "times"];
-    if let Some(k) = m
-        .keys()
-        .find(|k| !KINDS.contains(&k.as_str()) && !EXTRA.contains(&k.as_str()))
-    {
+    if let Some(k) = m.keys().find(|k| !KINDS.contains(&k.as_str()) && !EXTRA.contains(&k.as_str())) {
         return Err(format!("unknown field {k:?}"));
     }
-    let kinds: Vec<&str> = KINDS
-        .iter()
-        .copied()
-        .filter(|k| m.contains_key(*k))
-        .collect();
+    let kinds: Vec<&str> = KINDS.iter().copied().filter(|k| m.contains_key(*k)).collect();
     if kinds.len() != 1 {
         return Err(format!("expected exactly one of {KINDS:?}, got {kinds:?}"));
     }
     if kinds[0] != "status" && (m.contains_key("body") || m.contains_key("headers")) {
         return Err("body/headers only go with status".into());
     }
-    let uint = |key: &str| {
-        m.get(key)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("{key} must be a non-negative integer"))
-    };
+    let uint = |key: &str| m.get(key).and_then(Value::as_u64).ok_or_else(|| format!("{key} must be a non-negative integer"));
     let must_be_true = |key: &str| match m.get(key) {
         Some(Value::Bool(true)) => Ok(()),
         _ => Err(format!("{key} must be true")),
@@ -314,11 +274,7 @@ fn fault_spec_from_json(v: &Value) -> Result<FaultSpec, String> {
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err("headers must be an object".into()),
             };
-            Fault::Status {
-                code,
-                body,
-                headers,
-            }
+            Fault::Status { code, body, headers }
         }
         "rate_limited" => Fault::RateLimited {
             reset_secs: match m.get("rate_limited") {
@@ -335,9 +291,7 @@ fn fault_spec_from_json(v: &Value) -> Result<FaultSpec, String> {
             must_be_true("garbage")?;
             Fault::Garbage
         }
-        "huge_bytes" => Fault::HugeBody {
-            bytes: uint("huge_bytes")?,
-        },
+        "huge_bytes" => Fault::HugeBody { bytes: uint("huge_bytes")? },
         "hang" => {
             must_be_true("hang")?;
             Fault::Hang
@@ -360,21 +314,13 @@ fn fault_spec_from_json(v: &Value) -> Result<FaultSpec, String> {
     if persistent && times != 1 {
         return Err("times does not go with persistent".into());
     }
-    Ok(FaultSpec {
-        fault,
-        persistent,
-        times,
-    })
+    Ok(FaultSpec { fault, persistent, times })
 }
 
 /// A fault in the same format [`fault_spec_from_json`] reads.
 fn fault_to_json(f: &Fault) -> Value {
     match f {
-        Fault::Status {
-            code,
-            body,
-            headers,
-        } => json!({
+        Fault::Status { code, body, headers } => json!({
             "status": code,
             "body": body,
             "headers": headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
@@ -412,10 +358,7 @@ mod tests {
             let back = fault_to_json(&spec.fault);
             assert_eq!(parse(&back.to_string()).unwrap().fault, spec.fault, "{s}");
         }
-        assert_eq!(
-            parse(r#"{"rate_limited":null}"#).unwrap().fault,
-            Fault::RateLimited { reset_secs: None }
-        );
+        assert_eq!(parse(r#"{"rate_limited":null}"#).unwrap().fault, Fault::RateLimited { reset_secs: None });
     }
 
     #[test]
@@ -445,10 +388,7 @@ mod tests {
         assert!(list[1].start.is_some() && list[1].end.is_none());
         let again = oncalls_from_json(&oncalls_to_json(&list).to_string()).unwrap();
         assert_eq!(again, list);
-        assert!(oncalls_from_json(
-            r#"[{"email":"a@x.io","escalation_policy_id":"EP","escalation_level":"1"}]"#
-        )
-        .is_err());
+        assert!(oncalls_from_json(r#"[{"email":"a@x.io","escalation_policy_id":"EP","escalation_level":"1"}]"#).is_err());
         assert!(oncalls_from_json(r#"[{"email":"a@x.io","escalation_policy_id":"EP","escalation_level":1,"start":"2024-01-02T00:00:00Z","end":"2024-01-01T00:00:00Z"}]"#).is_err());
         assert!(oncalls_from_json(r#"{"email":"a@x.io"}"#).is_err());
     }

@@ -29,19 +29,11 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn invalid(detail: String) -> ApiError {
-        ApiError {
-            status: 400,
-            message: "Invalid Input Provided",
-            code: 2001,
-            errors: vec![detail],
-        }
+        ApiError { status: 400, message: "Invalid Input Provided", code: 2001, errors: vec![detail] }
     }
 
     pub fn reply(&self) -> Reply {
-        Reply::json(
-            self.status,
-            error_body(self.message, self.code, &self.errors),
-        )
+        Reply::json(self.status, error_body(self.message, self.code, &self.errors))
     }
 }
 
@@ -60,14 +52,7 @@ struct ErrorInner<'a> {
 
 /// `{"error":{"message":..,"code":..}}`, plus `"errors":[..]` when there are details.
 pub(crate) fn error_body(message: &str, code: u32, errors: &[String]) -> String {
-    serde_json::to_string(&ErrorBody {
-        error: ErrorInner {
-            message,
-            code,
-            errors,
-        },
-    })
-    .expect("error body serializes")
+    serde_json::to_string(&ErrorBody { error: ErrorInner { message, code, errors } }).expect("error body serializes")
 }
 
 pub(crate) fn not_found() -> Reply {
@@ -80,10 +65,7 @@ fn method_not_allowed() -> Reply {
     Reply::Full {
         status: 405,
         headers: vec![
-            (
-                "Content-Type".to_string(),
-                "application/json; charset=utf-8".to_string(),
-            ),
+            ("Content-Type".to_string(), "application/json; charset=utf-8".to_string()),
             ("Allow".to_string(), "GET".to_string()),
         ],
         body: error_body("Method Not Allowed", 2100, &[]).into_bytes(),
@@ -98,10 +80,7 @@ fn unauthorized() -> Reply {
 /// `Accept`; we answer 400 (a documented status for this operation, ArgumentError shape)
 /// rather than 406.
 fn bad_accept(got: Option<&str>) -> Reply {
-    ApiError::invalid(format!(
-        "Accept header must be application/vnd.pagerduty+json;version=2 (got {got:?})"
-    ))
-    .reply()
+    ApiError::invalid(format!("Accept header must be application/vnd.pagerduty+json;version=2 (got {got:?})")).reply()
 }
 
 /// Normal handling of a request to `/oncalls` (faults already dealt with).
@@ -168,10 +147,7 @@ fn is_authorized(req: &Request, token: &str) -> bool {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len()
-        && s.is_char_boundary(prefix.len())
-        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-    {
+    if s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
         Some(&s[prefix.len()..])
     } else {
         None
@@ -181,22 +157,15 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 /// Some media range in `Accept` must be `application/vnd.pagerduty+json` with `version=2`
 /// (case and spaces around `;` / `=` tolerated; other ranges in a list are ignored).
 fn accept_ok(req: &Request) -> bool {
-    req.headers
-        .iter()
-        .filter(|(n, _)| n == "accept")
-        .flat_map(|(_, v)| v.split(','))
-        .any(|range| {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("");
-            media.eq_ignore_ascii_case("application/vnd.pagerduty+json")
-                && parts.any(|p| match p.split_once('=') {
-                    Some((k, v)) => {
-                        k.trim().eq_ignore_ascii_case("version")
-                            && v.trim().trim_matches('"') == "2"
-                    }
-                    None => false,
-                })
-        })
+    req.headers.iter().filter(|(n, _)| n == "accept").flat_map(|(_, v)| v.split(',')).any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        media.eq_ignore_ascii_case("application/vnd.pagerduty+json")
+            && parts.any(|p| match p.split_once('=') {
+                Some((k, v)) => k.trim().eq_ignore_ascii_case("version") && v.trim().trim_matches('"') == "2",
+                None => false,
+            })
+    })
 }
 
 /// A validated `GET /oncalls` query.
@@ -262,15 +231,11 @@ fn parse_query(pairs: &[(String, String)], now: DateTime<Utc>) -> Result<Query, 
         }
     }
     if limit < 1 {
-        return Err(ApiError::invalid(format!(
-            "limit must be a positive integer (got {limit})"
-        )));
+        return Err(ApiError::invalid(format!("limit must be a positive integer (got {limit})")));
     }
     let limit = limit.min(MAX_LIMIT);
     if offset < 0 {
-        return Err(ApiError::invalid(format!(
-            "offset must not be negative (got {offset})"
-        )));
+        return Err(ApiError::invalid(format!("offset must not be negative (got {offset})")));
     }
     if offset.saturating_add(limit) > MAX_OFFSET_PLUS_LIMIT {
         return Err(ApiError::invalid(format!(
@@ -284,16 +249,10 @@ fn parse_query(pairs: &[(String, String)], now: DateTime<Utc>) -> Result<Query, 
     q.since = since.unwrap_or(now);
     q.until = until.unwrap_or(now);
     if q.until < q.since {
-        return Err(ApiError::invalid(format!(
-            "until ({}) cannot be before since ({})",
-            fmt_time(q.until),
-            fmt_time(q.since)
-        )));
+        return Err(ApiError::invalid(format!("until ({}) cannot be before since ({})", fmt_time(q.until), fmt_time(q.since))));
     }
     if q.until - q.since > chrono::Duration::days(MAX_WINDOW_DAYS) {
-        return Err(ApiError::invalid(format!(
-            "until must be within {MAX_WINDOW_DAYS} days of since"
-        )));
+        return Err(ApiError::invalid(format!("until must be within {MAX_WINDOW_DAYS} days of since")));
     }
     Ok(q)
 }
@@ -302,24 +261,17 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(ApiError::invalid(format!(
-            "{name} must be true or false (got {value:?})"
-        ))),
+        _ => Err(ApiError::invalid(format!("{name} must be true or false (got {value:?})"))),
     }
 }
 
 fn parse_int(name: &str, value: &str) -> Result<i64, ApiError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ApiError::invalid(format!("{name} must be an integer (got {value:?})")))
+    value.trim().parse::<i64>().map_err(|_| ApiError::invalid(format!("{name} must be an integer (got {value:?})")))
 }
 
 fn parse_time_param(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_time(value).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "{name} must be an ISO 8601 date-time (got {value:?}; a '+' in an offset must be sent as %2B)"
-        ))
+        ApiError::invalid(format!("{name} must be an ISO 8601 date-time (got {value:?}; a '+' in an offset must be sent as %2B)"))
     })
 }
 
@@ -340,10 +292,7 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
 pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
@@ -362,8 +311,7 @@ fn overlaps(o: &Oncall, since: DateTime<Utc>, until: DateTime<Utc>) -> bool {
 
 fn matches_filters(o: &Oncall, q: &Query) -> bool {
     (q.user_ids.is_empty() || q.user_ids.contains(&o.user.id))
-        && (q.escalation_policy_ids.is_empty()
-            || q.escalation_policy_ids.contains(&o.escalation_policy_id))
+        && (q.escalation_policy_ids.is_empty() || q.escalation_policy_ids.contains(&o.escalation_policy_id))
         && (q.schedule_ids.is_empty()
             || match &o.schedule_id {
                 Some(id) => q.schedule_ids.contains(id),
@@ -384,32 +332,18 @@ fn sort_key(o: &Oncall) -> impl Ord + '_ {
     )
 }
 
-fn render(
-    all: &[Oncall],
-    pairs: &[(String, String)],
-    now: DateTime<Utc>,
-) -> Result<String, ApiError> {
+fn render(all: &[Oncall], pairs: &[(String, String)], now: DateTime<Utc>) -> Result<String, ApiError> {
     let q = parse_query(pairs, now)?;
-    let mut selected: Vec<&Oncall> = all
-        .iter()
-        .filter(|o| overlaps(o, q.since, q.until) && matches_filters(o, &q))
-        .collect();
+    let mut selected: Vec<&Oncall> = all.iter().filter(|o| overlaps(o, q.since, q.until) && matches_filters(o, &q)).collect();
     selected.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     if q.earliest {
         // Sorted by (policy, level, user, start...): the first of each run is the earliest.
         selected.dedup_by(|b, a| {
-            a.escalation_policy_id == b.escalation_policy_id
-                && a.escalation_level == b.escalation_level
-                && a.user.id == b.user.id
+            a.escalation_policy_id == b.escalation_policy_id && a.escalation_level == b.escalation_level && a.user.id == b.user.id
         });
     }
     let total = selected.len();
-    let page: Vec<OncallOut> = selected
-        .iter()
-        .skip(q.offset)
-        .take(q.limit)
-        .map(|o| oncall_out(o, &q))
-        .collect();
+    let page: Vec<OncallOut> = selected.iter().skip(q.offset).take(q.limit).map(|o| oncall_out(o, &q)).collect();
     let body = PageOut {
         oncalls: page,
         limit: q.limit,
@@ -584,18 +518,13 @@ mod tests {
 
     #[test]
     fn parses_the_iso8601_forms_pagerduty_accepts() {
-        let want = DateTime::parse_from_rfc3339("2024-03-01T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let want = DateTime::parse_from_rfc3339("2024-03-01T10:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(parse_time("2024-03-01T10:00:00Z"), Some(want));
         assert_eq!(parse_time("2024-03-01T12:00:00+02:00"), Some(want));
         assert_eq!(parse_time("2024-03-01T12:00:00+0200"), Some(want));
         assert_eq!(parse_time("2024-03-01T10:00:00"), Some(want));
         assert_eq!(parse_time("2024-03-01T10:00"), Some(want));
-        assert_eq!(
-            parse_time("2024-03-01").map(fmt_time).as_deref(),
-            Some("2024-03-01T00:00:00Z")
-        );
+        assert_eq!(parse_time("2024-03-01").map(fmt_time).as_deref(), Some("2024-03-01T00:00:00Z"));
         // An unencoded '+' arrives as a space: refused, like a real server would.
         assert_eq!(parse_time("2024-03-01T12:00:00 02:00"), None);
         assert_eq!(parse_time("yesterday"), None);
@@ -612,12 +541,8 @@ mod tests {
             keep_alive: true,
         };
         assert!(accept_ok(&req("application/vnd.pagerduty+json;version=2")));
-        assert!(accept_ok(&req(
-            "application/vnd.pagerduty+json ; version = 2"
-        )));
-        assert!(accept_ok(&req(
-            "application/json, application/vnd.pagerduty+json;version=2"
-        )));
+        assert!(accept_ok(&req("application/vnd.pagerduty+json ; version = 2")));
+        assert!(accept_ok(&req("application/json, application/vnd.pagerduty+json;version=2")));
         assert!(!accept_ok(&req("application/vnd.pagerduty+json;version=1")));
         assert!(!accept_ok(&req("application/vnd.pagerduty+json")));
         assert!(!accept_ok(&req("application/json")));

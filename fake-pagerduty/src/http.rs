@@ -36,10 +36,7 @@ pub(crate) struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -56,7 +53,9 @@ pub(crate) enum Reply {
         body: Vec<u8>,
     },
     /// 200 streaming `bytes` bytes of an unterminated JSON string.
-    Stream { bytes: u64 },
+    Stream {
+        bytes: u64,
+    },
     /// Never answer.
     Hang,
     /// Close without answering (the fake is stopping).
@@ -67,10 +66,7 @@ impl Reply {
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Reply {
         Reply::Full {
             status,
-            headers: vec![(
-                "Content-Type".to_string(),
-                "application/json; charset=utf-8".to_string(),
-            )],
+            headers: vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())],
             body: body.into(),
         }
     }
@@ -92,23 +88,18 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             let _ = stream.set_write_timeout(Some(POLL));
-            let body = crate::api::error_body(
-                "Service Unavailable",
-                2000,
-                &["fake-pagerduty: too many open connections".to_string()],
-            );
+            let body =
+                crate::api::error_body("Service Unavailable", 2000, &["fake-pagerduty: too many open connections".to_string()]);
             let mut s = &stream;
             let _ = s.write_all(&head(503, &json_headers(), body.len() as u64, false));
             let _ = s.write_all(body.as_bytes());
             continue;
         }
         let shared2 = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name("fake-pagerduty-conn".to_string())
-            .spawn(move || {
-                let _guard = ActiveGuard(Arc::clone(&shared2));
-                serve(stream, &shared2);
-            });
+        let spawned = std::thread::Builder::new().name("fake-pagerduty-conn".to_string()).spawn(move || {
+            let _guard = ActiveGuard(Arc::clone(&shared2));
+            serve(stream, &shared2);
+        });
         if spawned.is_err() {
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
@@ -124,10 +115,7 @@ impl Drop for ActiveGuard {
 }
 
 fn json_headers() -> Vec<(String, String)> {
-    vec![(
-        "Content-Type".to_string(),
-        "application/json; charset=utf-8".to_string(),
-    )]
+    vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())]
 }
 
 enum ReadError {
@@ -147,21 +135,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_read_timeout(Some(POLL));
     let _ = stream.set_write_timeout(Some(POLL));
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn {
-        stream,
-        buf: Vec::new(),
-        shared,
-    };
+    let mut conn = Conn { stream, buf: Vec::new(), shared };
     loop {
         let req = match conn.read_request() {
             Ok(r) => r,
             Err(ReadError::Closed) => return,
             Err(ReadError::Bad(status, msg)) => {
-                let message = if status == 400 {
-                    "Bad Request"
-                } else {
-                    reason(status)
-                };
+                let message = if status == 400 { "Bad Request" } else { reason(status) };
                 let body = crate::api::error_body(message, 2001, &[msg]);
                 let reply = Reply::json(status, body);
                 let _ = conn.send(reply, false);
@@ -229,47 +209,24 @@ impl Conn<'_> {
         let mut lines = head.split("\r\n");
         let request_line = lines.next().unwrap_or("");
         let mut parts = request_line.split(' ').filter(|p| !p.is_empty());
-        let (method, target, version) =
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(m), Some(t), Some(v), None) if v.starts_with("HTTP/1.") => (m, t, v),
-                _ => {
-                    return Err(ReadError::Bad(
-                        400,
-                        format!("malformed request line {request_line:?}"),
-                    ))
-                }
-            };
+        let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(m), Some(t), Some(v), None) if v.starts_with("HTTP/1.") => (m, t, v),
+            _ => return Err(ReadError::Bad(400, format!("malformed request line {request_line:?}"))),
+        };
         let mut headers = Vec::new();
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
-                return Err(ReadError::Bad(
-                    400,
-                    format!("malformed header line {line:?}"),
-                ));
+                return Err(ReadError::Bad(400, format!("malformed header line {line:?}")));
             };
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let connection = header("connection")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let keep_alive = if version == "HTTP/1.0" {
-            connection.contains("keep-alive")
-        } else {
-            !connection.contains("close")
-        };
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let connection = header("connection").unwrap_or_default().to_ascii_lowercase();
+        let keep_alive = if version == "HTTP/1.0" { connection.contains("keep-alive") } else { !connection.contains("close") };
 
         // Strip an absolute-form target down to origin-form.
         let mut target = target;
-        if let Some(rest) = target
-            .strip_prefix("http://")
-            .or_else(|| target.strip_prefix("https://"))
-        {
+        if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
             target = rest.find('/').map_or("/", |i| &rest[i..]);
         }
         let (path, query) = match target.split_once('?') {
@@ -277,9 +234,7 @@ impl Conn<'_> {
             None => (target, Vec::new()),
         };
 
-        let chunked = header("transfer-encoding")
-            .map(|v| v.to_ascii_lowercase().contains("chunked"))
-            .unwrap_or(false);
+        let chunked = header("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false);
         let content_length = match header("content-length") {
             Some(v) => match v.trim().parse::<usize>() {
                 Ok(n) => Some(n),
@@ -288,11 +243,7 @@ impl Conn<'_> {
             None => None,
         };
         let has_body = chunked || content_length.unwrap_or(0) > 0;
-        if has_body
-            && header("expect")
-                .map(|v| v.eq_ignore_ascii_case("100-continue"))
-                .unwrap_or(false)
-        {
+        if has_body && header("expect").map(|v| v.eq_ignore_ascii_case("100-continue")).unwrap_or(false) {
             let _ = self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         let body = if chunked {
@@ -309,14 +260,7 @@ impl Conn<'_> {
             Vec::new()
         };
 
-        Ok(Request {
-            method: method.to_string(),
-            path: path.to_string(),
-            query,
-            headers,
-            body,
-            keep_alive,
-        })
+        Ok(Request { method: method.to_string(), path: path.to_string(), query, headers, body, keep_alive })
     }
 
     fn read_line(&mut self, deadline: Instant) -> Result<String, ReadError> {
@@ -337,8 +281,8 @@ impl Conn<'_> {
         loop {
             let line = self.read_line(deadline)?;
             let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| ReadError::Bad(400, format!("bad chunk size {size_text:?}")))?;
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| ReadError::Bad(400, format!("bad chunk size {size_text:?}")))?;
             if size == 0 {
                 // Trailers, up to the empty line.
                 while !self.read_line(deadline)?.is_empty() {}
@@ -383,11 +327,7 @@ impl Conn<'_> {
     /// Sends a reply; `Ok(true)` when the connection may be reused.
     fn send(&mut self, reply: Reply, keep_alive: bool) -> io::Result<bool> {
         match reply {
-            Reply::Full {
-                status,
-                headers,
-                body,
-            } => {
+            Reply::Full { status, headers, body } => {
                 // Caller-supplied framing headers (Fault::Status) win; we then close after.
                 let custom_framing = headers.iter().any(|(n, _)| {
                     let n = n.to_ascii_lowercase();
@@ -417,15 +357,11 @@ impl Conn<'_> {
                 let prefix: &[u8] = b"{\"oncalls\":[{\"user\":{\"id\":\"";
                 let filler = vec![b'x'; 64 * 1024];
                 let mut left = bytes;
-                let p = prefix
-                    .len()
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                let p = prefix.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 self.write_all(&prefix[..p])?;
                 left -= p as u64;
                 while left > 0 {
-                    let n = filler
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = filler.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                     self.write_all(&filler[..n])?;
                     left -= n as u64;
                 }
@@ -451,22 +387,14 @@ impl Conn<'_> {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn head(
-    status: u16,
-    headers: &[(String, String)],
-    content_length: u64,
-    keep_alive: bool,
-) -> Vec<u8> {
+fn head(status: u16, headers: &[(String, String)], content_length: u64, keep_alive: bool) -> Vec<u8> {
     let mut out = head_without_framing(status, headers);
     out.truncate(out.len() - 2); // reopen the header block
     out.extend_from_slice(format!("Content-Length: {content_length}\r\n").as_bytes());
@@ -480,10 +408,7 @@ fn head(
 
 fn head_without_framing(status: u16, headers: &[(String, String)]) -> Vec<u8> {
     let mut s = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-    s.push_str(&format!(
-        "Date: {}\r\n",
-        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")
-    ));
+    s.push_str(&format!("Date: {}\r\n", chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")));
     for (name, value) in headers {
         s.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -109,11 +109,7 @@ impl FakePagerDuty {
         let accept = std::thread::Builder::new()
             .name(format!("fake-pagerduty-accept-{port}"))
             .spawn(move || http::accept_loop(listener, shared2))?;
-        Ok(FakePagerDuty {
-            shared,
-            port,
-            accept: Some(accept),
-        })
+        Ok(FakePagerDuty { shared, port, accept: Some(accept) })
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
@@ -170,11 +166,7 @@ impl Drop for FakePagerDuty {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept() so the accept thread sees `stop` and exits.
-        let woke = TcpStream::connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], self.port)),
-            Duration::from_secs(1),
-        )
-        .is_ok();
+        let woke = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(1)).is_ok();
         if let Some(handle) = self.accept.take() {
             if woke {
                 let _ = handle.join();
@@ -205,45 +197,24 @@ pub(crate) fn dispatch(shared: &Shared, req: &Request) -> Reply {
         return api::answer(shared, req);
     };
     match fault {
-        Fault::Status {
-            code,
-            body,
-            headers,
-        } => {
+        Fault::Status { code, body, headers } => {
             let mut headers = headers;
-            if body.is_some()
-                && !headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            {
+            if body.is_some() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
                 headers.push(("Content-Type".into(), "application/json".into()));
             }
-            Reply::Full {
-                status: code,
-                headers,
-                body: body.unwrap_or_default().into_bytes(),
-            }
+            Reply::Full { status: code, headers, body: body.unwrap_or_default().into_bytes() }
         }
-        Fault::RateLimited {
-            reset_secs: Some(reset),
-        } => Reply::Full {
+        Fault::RateLimited { reset_secs: Some(reset) } => Reply::Full {
             status: 429,
             headers: vec![
-                (
-                    "Content-Type".into(),
-                    "application/json; charset=utf-8".into(),
-                ),
+                ("Content-Type".into(), "application/json; charset=utf-8".into()),
                 ("ratelimit-limit".into(), "960".into()),
                 ("ratelimit-remaining".into(), "0".into()),
                 ("ratelimit-reset".into(), reset.to_string()),
             ],
             body: api::error_body("Rate Limit Exceeded", 2020, &[]).into_bytes(),
         },
-        Fault::RateLimited { reset_secs: None } => Reply::Full {
-            status: 429,
-            headers: Vec::new(),
-            body: Vec::new(),
-        },
+        Fault::RateLimited { reset_secs: None } => Reply::Full { status: 429, headers: Vec::new(), body: Vec::new() },
         Fault::Delay(d) => {
             if shared.sleep(d) {
                 api::answer(shared, req)
@@ -252,20 +223,13 @@ pub(crate) fn dispatch(shared: &Shared, req: &Request) -> Reply {
             }
         }
         Fault::Truncated => Reply::Truncated {
-            headers: vec![(
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
+            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
             body: api::success_body(shared, req),
         },
         Fault::Garbage => Reply::Full {
             status: 200,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            body: b"<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>\n"
-                .to_vec(),
+            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            body: b"<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>\n".to_vec(),
         },
         Fault::HugeBody { bytes } => Reply::Stream { bytes },
         Fault::Hang => Reply::Hang,

@@ -25,12 +25,8 @@ fn run() -> Result<(), String> {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
+        let mut value =
+            |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match name.as_str() {
             "--port" => {
                 let v = value("--port")?;
@@ -47,23 +43,19 @@ fn run() -> Result<(), String> {
     }
     let port = port.ok_or_else(|| format!("--port is required\n{USAGE}"))?;
     let token_file = token_file.ok_or_else(|| format!("--token-file is required\n{USAGE}"))?;
-    let token = std::fs::read_to_string(&token_file)
-        .map_err(|e| format!("cannot read token file {token_file}: {e}"))?
-        .trim()
-        .to_string();
+    let token =
+        std::fs::read_to_string(&token_file).map_err(|e| format!("cannot read token file {token_file}: {e}"))?.trim().to_string();
     if token.is_empty() {
         return Err(format!("token file {token_file} is empty"));
     }
     let oncalls = match &schedule {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read schedule {path}: {e}"))?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read schedule {path}: {e}"))?;
             oncalls_from_json(&text).map_err(|e| format!("bad schedule {path}: {e}"))?
         }
         None => Vec::new(),
     };
-    let fake = FakePagerDuty::start_on(port, &token)
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let fake = FakePagerDuty::start_on(port, &token).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     fake.set_oncalls(oncalls);
     let mut out = std::io::stdout();
     writeln!(out, "fake-pagerduty listening on {}", fake.url()).map_err(|e| e.to_string())?;

@@ -15,11 +15,7 @@ pub struct User {
 impl User {
     /// A user whose id and name are derived from the email (see [`user_id_for_email`]).
     pub fn from_email(email: &str) -> User {
-        User {
-            id: user_id_for_email(email),
-            name: name_for_email(email),
-            email: email.to_string(),
-        }
+        User { id: user_id_for_email(email), name: name_for_email(email), email: email.to_string() }
     }
 }
 
@@ -54,11 +50,7 @@ pub fn oncall(email: &str, policy: &str, level: i32) -> Oncall {
 impl Oncall {
     /// Sets the shift window. Takes a `DateTime<Utc>` or an `Option<DateTime<Utc>>`
     /// for each side (`None` = open on that side).
-    pub fn with_window(
-        mut self,
-        start: impl Into<Option<DateTime<Utc>>>,
-        end: impl Into<Option<DateTime<Utc>>>,
-    ) -> Oncall {
+    pub fn with_window(mut self, start: impl Into<Option<DateTime<Utc>>>, end: impl Into<Option<DateTime<Utc>>>) -> Oncall {
         self.start = start.into();
         self.end = end.into();
         self
@@ -88,11 +80,7 @@ impl Oncall {
 pub enum Fault {
     /// Answer with this status, body (none: empty) and extra headers. A
     /// `Content-Type: application/json` is added when there is a body and no content-type header.
-    Status {
-        code: u16,
-        body: Option<String>,
-        headers: Vec<(String, String)>,
-    },
+    Status { code: u16, body: Option<String>, headers: Vec<(String, String)> },
     /// `Some(n)`: 429 with `{"error":{"message":"Rate Limit Exceeded","code":2020}}` and
     /// `ratelimit-limit: 960`, `ratelimit-remaining: 0`, `ratelimit-reset: n`.
     /// `None`: bare 429, empty body, no content-type and no ratelimit headers.
@@ -125,19 +113,12 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// First value of a header, name compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Every value of a (decoded) query parameter, e.g. `query_values("user_ids[]")`.
     pub fn query_values(&self, name: &str) -> Vec<&str> {
-        self.query
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 

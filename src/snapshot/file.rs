@@ -72,9 +72,7 @@ impl Reader<'_> {
         Ok(present.then_some(v))
     }
     fn opt_i32(&mut self) -> Result<Option<i32>, String> {
-        self.opt_i64()?
-            .map(|v| i32::try_from(v).map_err(|_| "level out of range".to_string()))
-            .transpose()
+        self.opt_i64()?.map(|v| i32::try_from(v).map_err(|_| "level out of range".to_string())).transpose()
     }
     fn str<const N: usize>(&mut self) -> Result<FixedStr<N>, String> {
         let len = self.u32()?;

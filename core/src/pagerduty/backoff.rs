@@ -13,17 +13,13 @@ pub fn backoff_delay(consecutive_failures: u32, jitter_seed: u64) -> Duration {
     if consecutive_failures == 0 {
         return Duration::ZERO;
     }
-    jittered(
-        exponential(BACKOFF_BASE, consecutive_failures, BACKOFF_CAP),
-        jitter_seed,
-    )
+    jittered(exponential(BACKOFF_BASE, consecutive_failures, BACKOFF_CAP), jitter_seed)
 }
 
 /// `base * 2^(attempt-1)`, saturating at `cap`.
 pub(crate) fn exponential(base: Duration, attempt: u32, cap: Duration) -> Duration {
     let doublings = attempt.saturating_sub(1).min(30);
-    base.checked_mul(1u32 << doublings)
-        .map_or(cap, |d| d.min(cap))
+    base.checked_mul(1u32 << doublings).map_or(cap, |d| d.min(cap))
 }
 
 /// Scales `nominal` into [0.75, 1.0] of itself.
@@ -54,10 +50,7 @@ mod tests {
             for (failures, nominal) in [(1u32, 5u64), (2, 10), (3, 20), (4, 40), (6, 160)] {
                 let d = backoff_delay(failures, seed);
                 let nominal = Duration::from_secs(nominal);
-                assert!(
-                    d <= nominal && d >= nominal.mul_f64(0.75),
-                    "{failures} {seed} {d:?}"
-                );
+                assert!(d <= nominal && d >= nominal.mul_f64(0.75), "{failures} {seed} {d:?}");
             }
         }
     }
@@ -67,18 +60,14 @@ mod tests {
         for failures in [7u32, 9, 31, 32, 64, u32::MAX] {
             for seed in [0u64, 1, u64::MAX] {
                 let d = backoff_delay(failures, seed);
-                assert!(
-                    d <= BACKOFF_CAP && d >= BACKOFF_CAP.mul_f64(0.75),
-                    "{failures} {d:?}"
-                );
+                assert!(d <= BACKOFF_CAP && d >= BACKOFF_CAP.mul_f64(0.75), "{failures} {d:?}");
             }
         }
     }
 
     #[test]
     fn jitter_varies_with_seed() {
-        let delays: std::collections::HashSet<_> =
-            (0..50u64).map(|s| backoff_delay(3, s)).collect();
+        let delays: std::collections::HashSet<_> = (0..50u64).map(|s| backoff_delay(3, s)).collect();
         assert!(delays.len() > 40);
     }
 }

@@ -23,30 +23,14 @@ pub enum SyncError {
     /// 403: the token lacks the `oncalls.read` scope. Permanent.
     Forbidden { message: Option<String> },
     /// 400: PagerDuty refused the arguments. Permanent.
-    BadRequest {
-        offset: u32,
-        message: Option<String>,
-    },
+    BadRequest { offset: u32, message: Option<String> },
     /// Any other unexpected status (3xx, 4xx other than 400/401/403/408/429). Permanent for 4xx.
-    HttpStatus {
-        status: u16,
-        offset: u32,
-        message: Option<String>,
-    },
+    HttpStatus { status: u16, offset: u32, message: Option<String> },
     /// 5xx (or 408) still failing after the in-sync retries.
-    ServerError {
-        status: u16,
-        attempts: u32,
-        message: Option<String>,
-        retry_after: Option<Duration>,
-    },
+    ServerError { status: u16, attempts: u32, message: Option<String>, retry_after: Option<Duration> },
     /// 429 still in force after the in-sync retries, or a reset longer than `max_rate_limit_wait`
     /// (`max_wait_exceeded`); `retry_after` is PagerDuty's reset when it sent one.
-    RateLimited {
-        attempts: u32,
-        retry_after: Option<Duration>,
-        max_wait_exceeded: bool,
-    },
+    RateLimited { attempts: u32, retry_after: Option<Duration>, max_wait_exceeded: bool },
     /// No complete answer within `http_timeout`, every attempt.
     Timeout { attempts: u32, timeout: Duration },
     /// Connecting or reading failed (DNS, refused, TLS, connection cut mid-body), every attempt.
@@ -71,8 +55,7 @@ impl SyncError {
     /// `retry-after`). The caller should not retry sooner.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            SyncError::RateLimited { retry_after, .. }
-            | SyncError::ServerError { retry_after, .. } => *retry_after,
+            SyncError::RateLimited { retry_after, .. } | SyncError::ServerError { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -99,13 +82,7 @@ impl SyncError {
 
     pub(crate) fn with_offset(self, offset: u32) -> SyncError {
         match self {
-            SyncError::InvalidResponse {
-                offset: None,
-                detail,
-            } => SyncError::InvalidResponse {
-                offset: Some(offset),
-                detail,
-            },
+            SyncError::InvalidResponse { offset: None, detail } => SyncError::InvalidResponse { offset: Some(offset), detail },
             other => other,
         }
     }
@@ -189,12 +166,9 @@ impl fmt::Display for SyncError {
                 Seconds(*timeout),
                 attempts(*n)
             ),
-            SyncError::Connection { attempts: n, detail } => write!(
-                f,
-                "PagerDuty connection failed: {} ({n} {})",
-                clean_text(detail, MAX_MESSAGE_CHARS),
-                attempts(*n)
-            ),
+            SyncError::Connection { attempts: n, detail } => {
+                write!(f, "PagerDuty connection failed: {} ({n} {})", clean_text(detail, MAX_MESSAGE_CHARS), attempts(*n))
+            }
             SyncError::BodyTooLarge { offset, limit } => {
                 write!(f, "PagerDuty response larger than {limit} bytes (page at offset {offset})")
             }

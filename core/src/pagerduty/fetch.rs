@@ -77,11 +77,7 @@ impl RetryPolicy {
 ///
 /// Blocking; waits (429, retries) look at `cancel` every 50 ms and an HTTP request in flight
 /// lasts at most `http_timeout`. Any error means no rows at all.
-pub fn fetch_all(
-    cfg: &SyncConfig,
-    now_us: i64,
-    cancel: &AtomicBool,
-) -> Result<SyncResult, SyncError> {
+pub fn fetch_all(cfg: &SyncConfig, now_us: i64, cancel: &AtomicBool) -> Result<SyncResult, SyncError> {
     let transport = UreqTransport::new(cfg.http_timeout);
     fetch_all_with(&transport, cfg, now_us, cancel)
 }
@@ -103,8 +99,7 @@ pub(crate) fn fetch_with_policy(
     cancel: &AtomicBool,
     retry: &RetryPolicy,
 ) -> Result<SyncResult, SyncError> {
-    let result =
-        Fetcher::new(transport, cfg, now_us, cancel, retry).and_then(|mut fetcher| fetcher.run());
+    let result = Fetcher::new(transport, cfg, now_us, cancel, retry).and_then(|mut fetcher| fetcher.run());
     result.map_err(|error| redact_error(error, &cfg.token))
 }
 
@@ -159,21 +154,14 @@ impl PolicyTally {
     }
 
     fn estimates(&self) -> Vec<(String, usize)> {
-        self.order
-            .iter()
-            .map(|policy| (policy.clone(), self.rows.get(policy).copied().unwrap_or(0)))
-            .collect()
+        self.order.iter().map(|policy| (policy.clone(), self.rows.get(policy).copied().unwrap_or(0))).collect()
     }
 }
 
 enum Transient {
     Timeout,
     Connection(String),
-    Server {
-        status: u16,
-        message: Option<String>,
-        retry_after: Option<Duration>,
-    },
+    Server { status: u16, message: Option<String>, retry_after: Option<Duration> },
 }
 
 enum BodyError {
@@ -207,40 +195,27 @@ impl<'a> Fetcher<'a> {
     ) -> Result<Self, SyncError> {
         let token = cfg.token.as_str();
         if token.is_empty() {
-            return Err(SyncError::Config(
-                "no PagerDuty API token configured".into(),
-            ));
+            return Err(SyncError::Config("no PagerDuty API token configured".into()));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(SyncError::Config(
-                "the PagerDuty API token contains spaces, control or non-ASCII characters".into(),
-            ));
+            return Err(SyncError::Config("the PagerDuty API token contains spaces, control or non-ASCII characters".into()));
         }
         let base_url = validate_api_url(&cfg.api_url)?;
         if cfg.http_timeout.is_zero() {
-            return Err(SyncError::Config(
-                "the HTTP timeout must be positive".into(),
-            ));
+            return Err(SyncError::Config("the HTTP timeout must be positive".into()));
         }
         if cfg.max_body_bytes == 0 {
-            return Err(SyncError::Config(
-                "the maximum body size must be positive".into(),
-            ));
+            return Err(SyncError::Config("the maximum body size must be positive".into()));
         }
         if cfg.lookahead_us < 0 {
-            return Err(SyncError::Config(
-                "the lookahead must not be negative".into(),
-            ));
+            return Err(SyncError::Config("the lookahead must not be negative".into()));
         }
-        let until_us = now_us
-            .checked_add(cfg.lookahead_us)
-            .ok_or_else(|| SyncError::Config("now + lookahead is out of range".into()))?;
+        let until_us =
+            now_us.checked_add(cfg.lookahead_us).ok_or_else(|| SyncError::Config("now + lookahead is out of range".into()))?;
         let since = rfc3339_seconds(now_us.div_euclid(1_000_000))
             .ok_or_else(|| SyncError::Config("the current time is out of range".into()))?;
-        let until_seconds =
-            until_us.div_euclid(1_000_000) + i64::from(until_us.rem_euclid(1_000_000) != 0);
-        let until = rfc3339_seconds(until_seconds)
-            .ok_or_else(|| SyncError::Config("now + lookahead is out of range".into()))?;
+        let until_seconds = until_us.div_euclid(1_000_000) + i64::from(until_us.rem_euclid(1_000_000) != 0);
+        let until = rfc3339_seconds(until_seconds).ok_or_else(|| SyncError::Config("now + lookahead is out of range".into()))?;
         Ok(Fetcher {
             transport,
             cfg,
@@ -292,9 +267,7 @@ impl<'a> Fetcher<'a> {
                     merged.skipped_without_email += rows.skipped_without_email;
                 }
                 Outcome::CapReached(_) if batch.len() == 1 => {
-                    return Err(SyncError::PolicyTooLarge {
-                        escalation_policy_id: batch[0].clone(),
-                    });
+                    return Err(SyncError::PolicyTooLarge { escalation_policy_id: batch[0].clone() });
                 }
                 Outcome::CapReached(_) => {
                     let (first, second) = batch.split_at(batch.len() / 2);
@@ -331,10 +304,7 @@ impl<'a> Fetcher<'a> {
             self.pages = self.pages.saturating_add(1);
             if let Some(echoed) = parsed.echoed_offset {
                 if echoed != offset {
-                    return Err(inconsistent(
-                        offset,
-                        format!("PagerDuty answered offset {echoed}"),
-                    ));
+                    return Err(inconsistent(offset, format!("PagerDuty answered offset {echoed}")));
                 }
             }
             let rows = parsed.row_policies.len();
@@ -360,29 +330,20 @@ impl<'a> Fetcher<'a> {
             } else if rows < page_size as usize {
                 false
             } else {
-                return Err(inconsistent(
-                    offset,
-                    "a full page without `more`: cannot tell whether rows follow".into(),
-                ));
+                return Err(inconsistent(offset, "a full page without `more`: cannot tell whether rows follow".into()));
             };
             if !more {
                 return Ok(Outcome::Complete(collected));
             }
             if rows == 0 {
-                return Err(inconsistent(
-                    offset,
-                    "`more` is true but the page is empty".into(),
-                ));
+                return Err(inconsistent(offset, "`more` is true but the page is empty".into()));
             }
             offset = offset.saturating_add(u32::try_from(rows).unwrap_or(u32::MAX));
         }
     }
 
     fn url(&self, filter: Filter<'_>, offset: u32, limit: u32) -> String {
-        let mut url = format!(
-            "{}/oncalls?{}&include[]=users",
-            self.base_url, self.window_query
-        );
+        let mut url = format!("{}/oncalls?{}&include[]=users", self.base_url, self.window_query);
         match filter {
             Filter::All => {}
             Filter::Earliest => url.push_str("&earliest=true"),
@@ -413,45 +374,29 @@ impl<'a> Fetcher<'a> {
             self.requests = self.requests.saturating_add(1);
             let failure = match self.transport.get(url, &headers) {
                 Err(TransportError::InvalidUrl(detail)) => {
-                    return Err(SyncError::Config(format!(
-                        "the PagerDuty API URL cannot be requested: {detail}"
-                    )))
+                    return Err(SyncError::Config(format!("the PagerDuty API URL cannot be requested: {detail}")))
                 }
                 Err(TransportError::Timeout) => Transient::Timeout,
                 Err(TransportError::Connection(detail)) => Transient::Connection(detail),
-                Ok(response) if (200..300).contains(&response.status) => {
-                    match self.read_body(response, offset) {
-                        Ok(body) => return Ok(body),
-                        Err(BodyError::Fatal(error)) => return Err(error),
-                        Err(BodyError::Timeout) => Transient::Timeout,
-                        Err(BodyError::Broken(detail)) => Transient::Connection(detail),
-                    }
-                }
+                Ok(response) if (200..300).contains(&response.status) => match self.read_body(response, offset) {
+                    Ok(body) => return Ok(body),
+                    Err(BodyError::Fatal(error)) => return Err(error),
+                    Err(BodyError::Timeout) => Transient::Timeout,
+                    Err(BodyError::Broken(detail)) => Transient::Connection(detail),
+                },
                 Ok(response) if response.status == 429 => {
                     rate_limited += 1;
                     let reset = rate_limit_reset(&response);
                     drop(response);
                     if reset.is_some_and(|reset| reset > self.cfg.max_rate_limit_wait) {
-                        return Err(SyncError::RateLimited {
-                            attempts,
-                            retry_after: reset,
-                            max_wait_exceeded: true,
-                        });
+                        return Err(SyncError::RateLimited { attempts, retry_after: reset, max_wait_exceeded: true });
                     }
                     if rate_limited > self.retry.rate_limit_retries {
-                        return Err(SyncError::RateLimited {
-                            attempts,
-                            retry_after: reset,
-                            max_wait_exceeded: false,
-                        });
+                        return Err(SyncError::RateLimited { attempts, retry_after: reset, max_wait_exceeded: false });
                     }
                     let wait = reset
                         .unwrap_or_else(|| {
-                            self.jitter(exponential(
-                                self.retry.rate_limit_backoff,
-                                rate_limited,
-                                self.cfg.max_rate_limit_wait,
-                            ))
+                            self.jitter(exponential(self.retry.rate_limit_backoff, rate_limited, self.cfg.max_rate_limit_wait))
                         })
                         .min(self.cfg.max_rate_limit_wait)
                         .max(self.retry.rate_limit_min_wait);
@@ -466,51 +411,23 @@ impl<'a> Fetcher<'a> {
                         401 => return Err(SyncError::Unauthorized),
                         403 => return Err(SyncError::Forbidden { message }),
                         400 => return Err(SyncError::BadRequest { offset, message }),
-                        408 | 500..=599 => Transient::Server {
-                            status,
-                            message,
-                            retry_after,
-                        },
-                        _ => {
-                            return Err(SyncError::HttpStatus {
-                                status,
-                                offset,
-                                message,
-                            })
-                        }
+                        408 | 500..=599 => Transient::Server { status, message, retry_after },
+                        _ => return Err(SyncError::HttpStatus { status, offset, message }),
                     }
                 }
             };
             transient += 1;
             if transient > self.retry.transient_retries {
                 return Err(match failure {
-                    Transient::Timeout => SyncError::Timeout {
-                        attempts,
-                        timeout: self.cfg.http_timeout,
-                    },
+                    Transient::Timeout => SyncError::Timeout { attempts, timeout: self.cfg.http_timeout },
                     Transient::Connection(detail) => SyncError::Connection { attempts, detail },
-                    Transient::Server {
-                        status,
-                        message,
-                        retry_after,
-                    } => SyncError::ServerError {
-                        status,
-                        attempts,
-                        message,
-                        retry_after,
-                    },
+                    Transient::Server { status, message, retry_after } => {
+                        SyncError::ServerError { status, attempts, message, retry_after }
+                    }
                 });
             }
-            let mut wait = self.jitter(exponential(
-                self.retry.transient_backoff,
-                transient,
-                Duration::from_secs(30),
-            ));
-            if let Transient::Server {
-                retry_after: Some(asked),
-                ..
-            } = failure
-            {
+            let mut wait = self.jitter(exponential(self.retry.transient_backoff, transient, Duration::from_secs(30)));
+            if let Transient::Server { retry_after: Some(asked), .. } = failure {
                 wait = wait.max(asked.min(self.cfg.max_rate_limit_wait));
             }
             self.sleep(wait)?;
@@ -542,9 +459,7 @@ impl<'a> Fetcher<'a> {
                     body.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-                    return Err(BodyError::Timeout)
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => return Err(BodyError::Timeout),
                 Err(e) => return Err(BodyError::Broken(format!("the response was cut off ({e})"))),
             }
         }
@@ -587,10 +502,7 @@ impl<'a> Fetcher<'a> {
 }
 
 fn inconsistent(offset: u32, detail: String) -> SyncError {
-    SyncError::InvalidResponse {
-        offset: Some(offset),
-        detail,
-    }
+    SyncError::InvalidResponse { offset: Some(offset), detail }
 }
 
 /// The API URL without trailing slashes, or why it cannot be used.
@@ -601,22 +513,13 @@ fn validate_api_url(api_url: &str) -> Result<String, SyncError> {
         .iter()
         .find(|scheme| lower.starts_with(*scheme))
         .map(|scheme| scheme.len())
-        .ok_or_else(|| {
-            SyncError::Config("the PagerDuty API URL must start with https:// or http://".into())
-        })?;
+        .ok_or_else(|| SyncError::Config("the PagerDuty API URL must start with https:// or http://".into()))?;
     let url = url.trim_end_matches('/');
     if url.len() <= scheme_len || url[scheme_len..].starts_with('/') {
-        return Err(SyncError::Config(
-            "the PagerDuty API URL has no host".into(),
-        ));
+        return Err(SyncError::Config("the PagerDuty API URL has no host".into()));
     }
-    if url
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-    {
-        return Err(SyncError::Config(
-            "the PagerDuty API URL must be a plain base URL (no spaces, query or fragment)".into(),
-        ));
+    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+        return Err(SyncError::Config("the PagerDuty API URL must be a plain base URL (no spaces, query or fragment)".into()));
     }
     Ok(url.to_string())
 }
@@ -648,10 +551,7 @@ fn pack_batches(policies: &[(String, usize)]) -> VecDeque<Vec<String>> {
     let mut current: Vec<String> = Vec::new();
     let mut current_rows = 0usize;
     for (policy, estimate) in policies {
-        if !current.is_empty()
-            && (current_rows + estimate > TARGET_ROWS_PER_BATCH
-                || current.len() >= MAX_POLICIES_PER_BATCH)
-        {
+        if !current.is_empty() && (current_rows + estimate > TARGET_ROWS_PER_BATCH || current.len() >= MAX_POLICIES_PER_BATCH) {
             batches.push_back(std::mem::take(&mut current));
             current_rows = 0;
         }
@@ -683,8 +583,7 @@ fn rate_limit_reset(response: &HttpResponse) -> Option<Duration> {
 
 fn header_seconds(response: &HttpResponse, name: &str) -> Option<Duration> {
     let seconds: f64 = response.header(name)?.trim().parse().ok()?;
-    (seconds.is_finite() && (0.0..=86_400.0 * 365.0).contains(&seconds))
-        .then(|| Duration::from_secs_f64(seconds))
+    (seconds.is_finite() && (0.0..=86_400.0 * 365.0).contains(&seconds)).then(|| Duration::from_secs_f64(seconds))
 }
 
 fn header_u64(response: &HttpResponse, name: &str) -> Option<u64> {
@@ -706,49 +605,20 @@ fn redact_error(error: SyncError, token: &str) -> SyncError {
     let scrub_option = |text: Option<String>| text.map(scrub);
     match error {
         SyncError::Config(detail) => SyncError::Config(scrub(detail)),
-        SyncError::Forbidden { message } => SyncError::Forbidden {
-            message: scrub_option(message),
-        },
-        SyncError::BadRequest { offset, message } => SyncError::BadRequest {
-            offset,
-            message: scrub_option(message),
-        },
-        SyncError::HttpStatus {
-            status,
-            offset,
-            message,
-        } => SyncError::HttpStatus {
-            status,
-            offset,
-            message: scrub_option(message),
-        },
-        SyncError::ServerError {
-            status,
-            attempts,
-            message,
-            retry_after,
-        } => SyncError::ServerError {
-            status,
-            attempts,
-            message: scrub_option(message),
-            retry_after,
-        },
-        SyncError::Connection { attempts, detail } => SyncError::Connection {
-            attempts,
-            detail: scrub(detail),
-        },
-        SyncError::InvalidResponse { offset, detail } => SyncError::InvalidResponse {
-            offset,
-            detail: scrub(detail),
-        },
-        SyncError::PolicyTooLarge {
-            escalation_policy_id,
-        } => SyncError::PolicyTooLarge {
-            escalation_policy_id: scrub(escalation_policy_id),
-        },
-        SyncError::TooManyOncalls { detail } => SyncError::TooManyOncalls {
-            detail: scrub(detail),
-        },
+        SyncError::Forbidden { message } => SyncError::Forbidden { message: scrub_option(message) },
+        SyncError::BadRequest { offset, message } => SyncError::BadRequest { offset, message: scrub_option(message) },
+        SyncError::HttpStatus { status, offset, message } => {
+            SyncError::HttpStatus { status, offset, message: scrub_option(message) }
+        }
+        SyncError::ServerError { status, attempts, message, retry_after } => {
+            SyncError::ServerError { status, attempts, message: scrub_option(message), retry_after }
+        }
+        SyncError::Connection { attempts, detail } => SyncError::Connection { attempts, detail: scrub(detail) },
+        SyncError::InvalidResponse { offset, detail } => SyncError::InvalidResponse { offset, detail: scrub(detail) },
+        SyncError::PolicyTooLarge { escalation_policy_id } => {
+            SyncError::PolicyTooLarge { escalation_policy_id: scrub(escalation_policy_id) }
+        }
+        SyncError::TooManyOncalls { detail } => SyncError::TooManyOncalls { detail: scrub(detail) },
         other => other,
     }
 }

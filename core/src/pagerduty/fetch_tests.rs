@@ -46,11 +46,7 @@ struct Scripted<'a> {
 
 impl<'a> Scripted<'a> {
     fn new(handler: impl FnMut(&str) -> Result<HttpResponse, TransportError> + 'a) -> Self {
-        Scripted {
-            handler: RefCell::new(Box::new(handler)),
-            urls: RefCell::default(),
-            headers: RefCell::default(),
-        }
+        Scripted { handler: RefCell::new(Box::new(handler)), urls: RefCell::default(), headers: RefCell::default() }
     }
 
     fn urls(&self) -> Vec<String> {
@@ -61,12 +57,7 @@ impl<'a> Scripted<'a> {
 impl Transport for Scripted<'_> {
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, TransportError> {
         self.urls.borrow_mut().push(url.to_string());
-        self.headers.borrow_mut().push(
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        self.headers.borrow_mut().push(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         (self.handler.borrow_mut())(url)
     }
 }
@@ -80,15 +71,8 @@ fn ok_json(value: serde_json::Value) -> Result<HttpResponse, TransportError> {
 }
 
 fn status(code: u16, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse, TransportError> {
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Ok(HttpResponse::from_bytes(
-        code,
-        headers,
-        body.as_bytes().to_vec(),
-    ))
+    let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Ok(HttpResponse::from_bytes(code, headers, body.as_bytes().to_vec()))
 }
 
 fn query_params(url: &str) -> Vec<(String, String)> {
@@ -120,10 +104,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn param(url: &str, key: &str) -> Option<String> {
-    query_params(url)
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
+    query_params(url).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// One on-call row of the stand-in's data.
@@ -136,12 +117,7 @@ struct Row {
 }
 
 fn row(policy: &str, level: i32, email: &str, start_s: i64) -> Row {
-    Row {
-        policy: policy.into(),
-        level,
-        email: Some(email.into()),
-        start_s,
-    }
+    Row { policy: policy.into(), level, email: Some(email.into()), start_s }
 }
 
 fn row_json(row: &Row) -> serde_json::Value {
@@ -149,12 +125,8 @@ fn row_json(row: &Row) -> serde_json::Value {
         Some(email) => json!({"id": format!("U-{email}"), "type": "user", "email": email}),
         None => json!({"id": "PDELETED", "type": "user_reference", "summary": "Deleted"}),
     };
-    let start = DateTime::from_timestamp(row.start_s, 0)
-        .unwrap()
-        .to_rfc3339();
-    let end = DateTime::from_timestamp(row.start_s + 3600, 0)
-        .unwrap()
-        .to_rfc3339();
+    let start = DateTime::from_timestamp(row.start_s, 0).unwrap().to_rfc3339();
+    let end = DateTime::from_timestamp(row.start_s + 3600, 0).unwrap().to_rfc3339();
     json!({
         "user": user,
         "escalation_policy": {"id": row.policy, "type": "escalation_policy_reference"},
@@ -166,11 +138,7 @@ fn row_json(row: &Row) -> serde_json::Value {
 }
 
 /// Honours `escalation_policy_ids[]`, `earliest`, `limit`, `offset` and the 10,000 cap.
-fn mini_pagerduty(
-    rows: &[Row],
-    honour_earliest: bool,
-    url: &str,
-) -> Result<HttpResponse, TransportError> {
+fn mini_pagerduty(rows: &[Row], honour_earliest: bool, url: &str) -> Result<HttpResponse, TransportError> {
     let params = query_params(url);
     let limit: usize = param(url, "limit").unwrap().parse().unwrap();
     let offset: usize = param(url, "offset").unwrap().parse().unwrap();
@@ -181,11 +149,8 @@ fn mini_pagerduty(
             r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Offset must be less than 10000"]}}"#,
         );
     }
-    let policies: HashSet<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "escalation_policy_ids[]")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let policies: HashSet<&str> =
+        params.iter().filter(|(k, _)| k == "escalation_policy_ids[]").map(|(_, v)| v.as_str()).collect();
     let earliest = honour_earliest && param(url, "earliest").as_deref() == Some("true");
     let mut seen = HashSet::new();
     let selected: Vec<&Row> = rows
@@ -193,12 +158,7 @@ fn mini_pagerduty(
         .filter(|r| policies.is_empty() || policies.contains(r.policy.as_str()))
         .filter(|r| !earliest || seen.insert((r.policy.clone(), r.level, r.email.clone())))
         .collect();
-    let page: Vec<_> = selected
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|r| row_json(r))
-        .collect();
+    let page: Vec<_> = selected.iter().skip(offset).take(limit).map(|r| row_json(r)).collect();
     ok_json(json!({
         "oncalls": page,
         "limit": limit,
@@ -223,12 +183,7 @@ fn grouped_rows(policies: usize, levels: i32, users: usize, shifts: usize) -> Ve
         for level in 1..=levels {
             for u in 0..users {
                 for s in 0..shifts {
-                    rows.push(row(
-                        &format!("P{p:03}"),
-                        level,
-                        &format!("u{u}@p{p}.test"),
-                        1_700_000_000 + s as i64 * 60,
-                    ));
+                    rows.push(row(&format!("P{p:03}"), level, &format!("u{u}@p{p}.test"), 1_700_000_000 + s as i64 * 60));
                 }
             }
         }
@@ -238,9 +193,7 @@ fn grouped_rows(policies: usize, levels: i32, users: usize, shifts: usize) -> Ve
 
 #[test]
 fn first_request_has_documented_shape() {
-    let transport = Scripted::new(|_| {
-        ok_json(json!({"oncalls": [], "more": false, "limit": 100, "offset": 0}))
-    });
+    let transport = Scripted::new(|_| ok_json(json!({"oncalls": [], "more": false, "limit": 100, "offset": 0})));
     let result = run(&transport).unwrap();
     assert_eq!(
         transport.urls(),
@@ -248,67 +201,31 @@ fn first_request_has_documented_shape() {
     );
     let headers = transport.headers.borrow()[0].clone();
     assert!(headers.contains(&("Authorization".into(), format!("Token token={TOKEN}"))));
-    assert!(headers.contains(&(
-        "Accept".into(),
-        "application/vnd.pagerduty+json;version=2".into()
-    )));
-    assert!(headers.contains(&(
-        "User-Agent".into(),
-        format!("pg_oncall/{}", env!("CARGO_PKG_VERSION"))
-    )));
-    assert_eq!(
-        (
-            result.pages,
-            result.requests,
-            result.shifts.len(),
-            result.split_by_policy
-        ),
-        (1, 1, 0, false)
-    );
+    assert!(headers.contains(&("Accept".into(), "application/vnd.pagerduty+json;version=2".into())));
+    assert!(headers.contains(&("User-Agent".into(), format!("pg_oncall/{}", env!("CARGO_PKG_VERSION")))));
+    assert_eq!((result.pages, result.requests, result.shifts.len(), result.split_by_policy), (1, 1, 0, false));
 }
 
 #[test]
 fn api_url_without_trailing_slash_and_with_path() {
     for (api_url, prefix) in [
-        (
-            "https://api.eu.pagerduty.com",
-            "https://api.eu.pagerduty.com/oncalls?",
-        ),
-        (
-            "http://127.0.0.1:8080/pd//",
-            "http://127.0.0.1:8080/pd/oncalls?",
-        ),
+        ("https://api.eu.pagerduty.com", "https://api.eu.pagerduty.com/oncalls?"),
+        ("http://127.0.0.1:8080/pd//", "http://127.0.0.1:8080/pd/oncalls?"),
     ] {
         let transport = Scripted::new(|_| ok_json(json!({"oncalls": [], "more": false})));
-        let cfg = SyncConfig {
-            api_url: api_url.into(),
-            ..config()
-        };
+        let cfg = SyncConfig { api_url: api_url.into(), ..config() };
         fetch_with_policy(&transport, &cfg, NOW_US, &AtomicBool::new(false), &FAST).unwrap();
-        assert!(
-            transport.urls()[0].starts_with(prefix),
-            "{}",
-            transport.urls()[0]
-        );
+        assert!(transport.urls()[0].starts_with(prefix), "{}", transport.urls()[0]);
     }
 }
 
 #[test]
 fn follows_more_across_pages() {
-    let rows: Vec<Row> = (0..250)
-        .map(|i| row("PA", 1, &format!("u{i}@x.test"), 1_700_000_000))
-        .collect();
+    let rows: Vec<Row> = (0..250).map(|i| row("PA", 1, &format!("u{i}@x.test"), 1_700_000_000)).collect();
     let transport = Scripted::new(|url| mini_pagerduty(&rows, true, url));
     let result = run(&transport).unwrap();
-    assert_eq!(
-        (result.shifts.len(), result.pages, result.requests),
-        (250, 3, 3)
-    );
-    let offsets: Vec<String> = transport
-        .urls()
-        .iter()
-        .map(|u| param(u, "offset").unwrap())
-        .collect();
+    assert_eq!((result.shifts.len(), result.pages, result.requests), (250, 3, 3));
+    let offsets: Vec<String> = transport.urls().iter().map(|u| param(u, "offset").unwrap()).collect();
     assert_eq!(offsets, ["0", "100", "200"]);
     assert_eq!(result.shifts[249].email, "u249@x.test");
     assert_eq!(result.shifts[0].start_us, Some(1_700_000_000_000_000));
@@ -318,10 +235,7 @@ fn follows_more_across_pages() {
 #[test]
 fn rows_without_email_are_counted_not_returned() {
     let mut rows = vec![row("PA", 1, "a@x.test", 0), row("PA", 2, "b@x.test", 0)];
-    rows.push(Row {
-        email: None,
-        ..row("PA", 3, "", 0)
-    });
+    rows.push(Row { email: None, ..row("PA", 3, "", 0) });
     let transport = Scripted::new(|url| mini_pagerduty(&rows, true, url));
     let result = run(&transport).unwrap();
     assert_eq!((result.shifts.len(), result.skipped_without_email), (2, 1));
@@ -329,11 +243,7 @@ fn rows_without_email_are_counted_not_returned() {
 
 #[test]
 fn exact_duplicates_are_dropped() {
-    let rows = vec![
-        row("PA", 1, "a@x.test", 0),
-        row("PA", 1, "a@x.test", 0),
-        row("PA", 2, "a@x.test", 0),
-    ];
+    let rows = vec![row("PA", 1, "a@x.test", 0), row("PA", 1, "a@x.test", 0), row("PA", 2, "a@x.test", 0)];
     let transport = Scripted::new(|url| mini_pagerduty(&rows, true, url));
     let result = run(&transport).unwrap();
     assert_eq!(result.shifts.len(), 2);
@@ -347,19 +257,13 @@ fn split_finds_policies_listed_only_after_row_10000() {
     let result = run(&transport).unwrap();
     assert!(result.split_by_policy);
     assert_eq!(result.shifts.len(), 12_000);
-    let policies: HashSet<&str> = result
-        .shifts
-        .iter()
-        .map(|s| s.escalation_policy_id.as_str())
-        .collect();
+    let policies: HashSet<&str> = result.shifts.iter().map(|s| s.escalation_policy_id.as_str()).collect();
     assert_eq!(policies.len(), 40);
     assert!(policies.contains("P039"));
     let urls = transport.urls();
     assert_no_request_past_cap(&urls);
     assert!(urls.iter().any(|u| u.contains("earliest=true")));
-    assert!(urls
-        .iter()
-        .any(|u| u.contains("escalation_policy_ids[]=P039")));
+    assert!(urls.iter().any(|u| u.contains("escalation_policy_ids[]=P039")));
     assert_eq!(result.requests as usize, urls.len());
 }
 
@@ -380,25 +284,11 @@ fn split_halves_a_batch_that_overflows() {
     let batches: HashSet<Vec<String>> = transport
         .urls()
         .iter()
-        .map(|u| {
-            query_params(u)
-                .into_iter()
-                .filter(|(k, _)| k == "escalation_policy_ids[]")
-                .map(|(_, v)| v)
-                .collect()
-        })
+        .map(|u| query_params(u).into_iter().filter(|(k, _)| k == "escalation_policy_ids[]").map(|(_, v)| v).collect())
         .collect();
-    for expected in [
-        vec!["PA"],
-        vec!["PB", "PC", "PD"],
-        vec!["PB"],
-        vec!["PC", "PD"],
-    ] {
+    for expected in [vec!["PA"], vec!["PB", "PC", "PD"], vec!["PB"], vec!["PC", "PD"]] {
         let expected: Vec<String> = expected.into_iter().map(String::from).collect();
-        assert!(
-            batches.contains(&expected),
-            "{expected:?} not in {batches:?}"
-        );
+        assert!(batches.contains(&expected), "{expected:?} not in {batches:?}");
     }
 }
 
@@ -407,12 +297,7 @@ fn one_policy_over_the_cap_is_an_error() {
     let rows: Vec<Row> = (0..10_050).map(|i| row("PBIG", 1, "a@x.test", i)).collect();
     let transport = Scripted::new(|url| mini_pagerduty(&rows, true, url));
     let error = run(&transport).unwrap_err();
-    assert_eq!(
-        error,
-        SyncError::PolicyTooLarge {
-            escalation_policy_id: "PBIG".into()
-        }
-    );
+    assert_eq!(error, SyncError::PolicyTooLarge { escalation_policy_id: "PBIG".into() });
     assert!(error.is_permanent());
     assert!(error.to_string().contains("PBIG"), "{error}");
     assert_no_request_past_cap(&transport.urls());
@@ -440,11 +325,7 @@ fn rate_limit_retries_the_same_page() {
     let transport = Scripted::new(|_| {
         calls += 1;
         match calls {
-            1 | 2 => status(
-                429,
-                &[("RateLimit-Reset", "0")],
-                r#"{"error":{"message":"Rate Limit Exceeded","code":2020}}"#,
-            ),
+            1 | 2 => status(429, &[("RateLimit-Reset", "0")], r#"{"error":{"message":"Rate Limit Exceeded","code":2020}}"#),
             _ => ok_json(json!({"oncalls": [], "more": false})),
         }
     });
@@ -460,11 +341,7 @@ fn rate_limit_gives_up_after_bounded_retries() {
     let error = run(&transport).unwrap_err();
     assert_eq!(
         error,
-        SyncError::RateLimited {
-            attempts: 5,
-            retry_after: Some(Duration::from_millis(1)),
-            max_wait_exceeded: false
-        }
+        SyncError::RateLimited { attempts: 5, retry_after: Some(Duration::from_millis(1)), max_wait_exceeded: false }
     );
     assert_eq!(transport.urls().len(), 5);
     assert!(!error.is_permanent());
@@ -483,19 +360,10 @@ fn rate_limit_reset_beyond_max_wait_returns_at_once() {
 
 #[test]
 fn server_errors_are_retried_then_reported() {
-    let transport = Scripted::new(|_| {
-        status(
-            503,
-            &[],
-            r#"{"error":{"message":"Service Unavailable","code":5000}}"#,
-        )
-    });
+    let transport = Scripted::new(|_| status(503, &[], r#"{"error":{"message":"Service Unavailable","code":5000}}"#));
     let error = run(&transport).unwrap_err();
     assert_eq!(transport.urls().len(), 3);
-    assert_eq!(
-        error.to_string(),
-        "PagerDuty server error 503 after 3 attempts: Service Unavailable (code 5000)"
-    );
+    assert_eq!(error.to_string(), "PagerDuty server error 503 after 3 attempts: Service Unavailable (code 5000)");
     assert!(!error.is_permanent());
 
     let mut calls = 0;
@@ -514,28 +382,12 @@ fn server_errors_are_retried_then_reported() {
 fn timeouts_and_connection_failures_are_retried_then_reported() {
     let transport = Scripted::new(|_| Err(TransportError::Timeout));
     let error = run(&transport).unwrap_err();
-    assert_eq!(
-        error,
-        SyncError::Timeout {
-            attempts: 3,
-            timeout: Duration::from_secs(10)
-        }
-    );
-    assert_eq!(
-        error.to_string(),
-        "PagerDuty did not answer within 10 s (3 attempts); see pg_oncall.http_timeout"
-    );
+    assert_eq!(error, SyncError::Timeout { attempts: 3, timeout: Duration::from_secs(10) });
+    assert_eq!(error.to_string(), "PagerDuty did not answer within 10 s (3 attempts); see pg_oncall.http_timeout");
 
-    let transport = Scripted::new(|_| {
-        Err(TransportError::Connection(
-            "Connection Failed: refused".into(),
-        ))
-    });
+    let transport = Scripted::new(|_| Err(TransportError::Connection("Connection Failed: refused".into())));
     let error = run(&transport).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "PagerDuty connection failed: Connection Failed: refused (3 attempts)"
-    );
+    assert_eq!(error.to_string(), "PagerDuty connection failed: Connection Failed: refused (3 attempts)");
 
     let transport = Scripted::new(|_| Err(TransportError::InvalidUrl("Bad URL".into())));
     let error = run(&transport).unwrap_err();
@@ -554,7 +406,11 @@ fn client_errors_are_permanent_and_not_retried() {
             "PagerDuty rejected the request (400, page at offset 0): Invalid Input Provided (code 2001): a, b",
         ),
         (400, "", "PagerDuty rejected the request (400, page at offset 0) without an explanation"),
-        (404, r#"{"error":{"message":"Not Found","code":2100}}"#, "PagerDuty answered HTTP 404 (page at offset 0): Not Found (code 2100)"),
+        (
+            404,
+            r#"{"error":{"message":"Not Found","code":2100}}"#,
+            "PagerDuty answered HTTP 404 (page at offset 0): Not Found (code 2100)",
+        ),
     ];
     for (code, body, expected) in cases {
         let transport = Scripted::new(|_| status(code, &[], body));
@@ -567,36 +423,17 @@ fn client_errors_are_permanent_and_not_retried() {
 
 #[test]
 fn body_over_the_cap_fails_without_buffering() {
-    let cfg = SyncConfig {
-        max_body_bytes: 1_000,
-        ..config()
-    };
+    let cfg = SyncConfig { max_body_bytes: 1_000, ..config() };
     let run_with = |response: fn() -> HttpResponse| {
         let transport = Scripted::new(|_| Ok(response()));
         fetch_with_policy(&transport, &cfg, NOW_US, &AtomicBool::new(false), &FAST)
     };
-    let declared = run_with(|| {
-        HttpResponse::from_bytes(
-            200,
-            vec![("Content-Length".into(), "1073741824".into())],
-            "",
-        )
-    });
-    assert_eq!(
-        declared.unwrap_err().to_string(),
-        "PagerDuty response larger than 1000 bytes (page at offset 0)"
-    );
+    let declared = run_with(|| HttpResponse::from_bytes(200, vec![("Content-Length".into(), "1073741824".into())], ""));
+    assert_eq!(declared.unwrap_err().to_string(), "PagerDuty response larger than 1000 bytes (page at offset 0)");
 
     // An endless body without Content-Length: reading must stop at the cap.
-    let endless = run_with(|| HttpResponse {
-        status: 200,
-        headers: vec![],
-        body: Box::new(std::io::repeat(b' ')),
-    });
-    assert!(matches!(
-        endless.unwrap_err(),
-        SyncError::BodyTooLarge { limit: 1_000, .. }
-    ));
+    let endless = run_with(|| HttpResponse { status: 200, headers: vec![], body: Box::new(std::io::repeat(b' ')) });
+    assert!(matches!(endless.unwrap_err(), SyncError::BodyTooLarge { limit: 1_000, .. }));
 
     let exact = run_with(|| {
         let mut body = br#"{"oncalls":[],"more":false}"#.to_vec();
@@ -608,34 +445,17 @@ fn body_over_the_cap_fails_without_buffering() {
 
 #[test]
 fn broken_pagination_answers_are_errors() {
-    let full_page: Vec<_> = (0..100)
-        .map(|i| row_json(&row("PA", 1, &format!("u{i}@x.test"), 0)))
-        .collect();
+    let full_page: Vec<_> = (0..100).map(|i| row_json(&row("PA", 1, &format!("u{i}@x.test"), 0))).collect();
     let cases = vec![
-        (
-            json!({"oncalls": full_page.clone()}),
-            "a full page without `more`",
-        ),
-        (
-            json!({"oncalls": full_page[..25].to_vec(), "limit": 25}),
-            "a full page without `more`",
-        ),
-        (
-            json!({"oncalls": [], "more": true}),
-            "`more` is true but the page is empty",
-        ),
-        (
-            json!({"oncalls": [], "more": false, "offset": 7}),
-            "PagerDuty answered offset 7",
-        ),
+        (json!({"oncalls": full_page.clone()}), "a full page without `more`"),
+        (json!({"oncalls": full_page[..25].to_vec(), "limit": 25}), "a full page without `more`"),
+        (json!({"oncalls": [], "more": true}), "`more` is true but the page is empty"),
+        (json!({"oncalls": [], "more": false, "offset": 7}), "PagerDuty answered offset 7"),
     ];
     for (body, expected) in cases {
         let transport = Scripted::new(|_| ok_json(body.clone()));
         let error = run(&transport).unwrap_err().to_string();
-        assert!(
-            error.contains(expected) && error.contains("offset 0"),
-            "{error}"
-        );
+        assert!(error.contains(expected) && error.contains("offset 0"), "{error}");
     }
     // A short page without `more` is the end.
     let transport = Scripted::new(|_| ok_json(json!({"oncalls": full_page[..3].to_vec()})));
@@ -648,9 +468,7 @@ fn invalid_page_names_its_offset() {
     let transport = Scripted::new(|_| {
         calls += 1;
         if calls == 1 {
-            let page: Vec<_> = (0..100)
-                .map(|i| row_json(&row("PA", 1, &format!("u{i}@x.test"), 0)))
-                .collect();
+            let page: Vec<_> = (0..100).map(|i| row_json(&row("PA", 1, &format!("u{i}@x.test"), 0))).collect();
             ok_json(json!({"oncalls": page, "more": true, "offset": 0, "limit": 100}))
         } else {
             Ok(HttpResponse::from_bytes(
@@ -661,22 +479,8 @@ fn invalid_page_names_its_offset() {
         }
     });
     let error = run(&transport).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            SyncError::InvalidResponse {
-                offset: Some(100),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .starts_with("invalid response from PagerDuty (page at offset 100): not valid JSON"),
-        "{error}"
-    );
+    assert!(matches!(error, SyncError::InvalidResponse { offset: Some(100), .. }), "{error:?}");
+    assert!(error.to_string().starts_with("invalid response from PagerDuty (page at offset 100): not valid JSON"), "{error}");
     assert_eq!(transport.urls().len(), 2, "parse errors are not retried");
 }
 
@@ -695,102 +499,33 @@ fn token_echoed_by_the_server_is_redacted() {
 #[test]
 fn bad_settings_fail_before_any_request() {
     let cases: Vec<(SyncConfig, &str)> = vec![
-        (
-            SyncConfig {
-                token: String::new(),
-                ..config()
-            },
-            "no PagerDuty API token",
-        ),
-        (
-            SyncConfig {
-                token: "abc def".into(),
-                ..config()
-            },
-            "token contains spaces",
-        ),
-        (
-            SyncConfig {
-                token: "abc\r\nX-Evil: 1".into(),
-                ..config()
-            },
-            "token contains spaces",
-        ),
-        (
-            SyncConfig {
-                api_url: "ftp://pd.test".into(),
-                ..config()
-            },
-            "must start with https://",
-        ),
-        (
-            SyncConfig {
-                api_url: "https://".into(),
-                ..config()
-            },
-            "has no host",
-        ),
-        (
-            SyncConfig {
-                api_url: "https://pd.test/?x=1".into(),
-                ..config()
-            },
-            "plain base URL",
-        ),
-        (
-            SyncConfig {
-                lookahead_us: -1,
-                ..config()
-            },
-            "lookahead must not be negative",
-        ),
-        (
-            SyncConfig {
-                lookahead_us: i64::MAX,
-                ..config()
-            },
-            "out of range",
-        ),
-        (
-            SyncConfig {
-                http_timeout: Duration::ZERO,
-                ..config()
-            },
-            "timeout must be positive",
-        ),
-        (
-            SyncConfig {
-                max_body_bytes: 0,
-                ..config()
-            },
-            "body size must be positive",
-        ),
+        (SyncConfig { token: String::new(), ..config() }, "no PagerDuty API token"),
+        (SyncConfig { token: "abc def".into(), ..config() }, "token contains spaces"),
+        (SyncConfig { token: "abc\r\nX-Evil: 1".into(), ..config() }, "token contains spaces"),
+        (SyncConfig { api_url: "ftp://pd.test".into(), ..config() }, "must start with https://"),
+        (SyncConfig { api_url: "https://".into(), ..config() }, "has no host"),
+        (SyncConfig { api_url: "https://pd.test/?x=1".into(), ..config() }, "plain base URL"),
+        (SyncConfig { lookahead_us: -1, ..config() }, "lookahead must not be negative"),
+        (SyncConfig { lookahead_us: i64::MAX, ..config() }, "out of range"),
+        (SyncConfig { http_timeout: Duration::ZERO, ..config() }, "timeout must be positive"),
+        (SyncConfig { max_body_bytes: 0, ..config() }, "body size must be positive"),
     ];
     for (cfg, expected) in cases {
         let transport = Scripted::new(|_| panic!("no request expected"));
-        let error = fetch_with_policy(&transport, &cfg, NOW_US, &AtomicBool::new(false), &FAST)
-            .unwrap_err();
+        let error = fetch_with_policy(&transport, &cfg, NOW_US, &AtomicBool::new(false), &FAST).unwrap_err();
         assert!(error.is_permanent());
         assert!(error.to_string().contains(expected), "{error}");
         assert!(!error.to_string().contains("abc"), "{error}");
     }
     let transport = Scripted::new(|_| panic!("no request expected"));
-    let error = fetch_with_policy(
-        &transport,
-        &config(),
-        i64::MIN,
-        &AtomicBool::new(false),
-        &FAST,
-    )
-    .unwrap_err();
+    let error = fetch_with_policy(&transport, &config(), i64::MIN, &AtomicBool::new(false), &FAST).unwrap_err();
     assert!(matches!(error, SyncError::Config(_)));
 }
 
 #[test]
 fn cancel_is_noticed_before_requests_and_during_waits() {
     let transport = Scripted::new(|_| panic!("no request expected"));
-    let error = fetch_with_policy(&transport, &config(), NOW_US, &AtomicBool::new(true), &FAST)
-        .unwrap_err();
+    let error = fetch_with_policy(&transport, &config(), NOW_US, &AtomicBool::new(true), &FAST).unwrap_err();
     assert_eq!(error, SyncError::Cancelled);
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -803,14 +538,7 @@ fn cancel_is_noticed_before_requests_and_during_waits() {
     };
     let transport = Scripted::new(|_| status(429, &[("ratelimit-reset", "30")], ""));
     let started = Instant::now();
-    let error = fetch_with_policy(
-        &transport,
-        &config(),
-        NOW_US,
-        &cancel,
-        &RetryPolicy::DEFAULT,
-    )
-    .unwrap_err();
+    let error = fetch_with_policy(&transport, &config(), NOW_US, &cancel, &RetryPolicy::DEFAULT).unwrap_err();
     let elapsed = started.elapsed();
     setter.join().unwrap();
     assert_eq!(error, SyncError::Cancelled);
@@ -831,11 +559,7 @@ fn cancel_is_noticed_while_reading_a_body() {
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     let transport = Scripted::new(move |_| {
-        Ok(HttpResponse {
-            status: 200,
-            headers: vec![],
-            body: Box::new(CancellingBody(Arc::clone(&flag))),
-        })
+        Ok(HttpResponse { status: 200, headers: vec![], body: Box::new(CancellingBody(Arc::clone(&flag))) })
     });
     let error = fetch_with_policy(&transport, &config(), NOW_US, &cancel, &FAST).unwrap_err();
     assert_eq!(error, SyncError::Cancelled);
@@ -843,17 +567,12 @@ fn cancel_is_noticed_while_reading_a_body() {
 
 #[test]
 fn pack_batches_respects_targets() {
-    let policies: Vec<(String, usize)> = (0..60)
-        .map(|i| (format!("P{i}"), if i == 3 { 7_000 } else { 10 }))
-        .collect();
+    let policies: Vec<(String, usize)> = (0..60).map(|i| (format!("P{i}"), if i == 3 { 7_000 } else { 10 })).collect();
     let batches = pack_batches(&policies);
     assert!(batches.iter().all(|b| b.len() <= MAX_POLICIES_PER_BATCH));
     assert!(batches.iter().any(|b| b == &vec!["P3".to_string()]));
     let flattened: Vec<String> = batches.into_iter().flatten().collect();
-    assert_eq!(
-        flattened,
-        policies.into_iter().map(|(p, _)| p).collect::<Vec<_>>()
-    );
+    assert_eq!(flattened, policies.into_iter().map(|(p, _)| p).collect::<Vec<_>>());
 }
 
 #[test]
@@ -865,10 +584,7 @@ fn policy_ids_are_percent_encoded() {
 #[test]
 fn config_debug_hides_the_token() {
     let text = format!("{:?}", config());
-    assert!(
-        !text.contains(TOKEN) && text.contains("<redacted>"),
-        "{text}"
-    );
+    assert!(!text.contains(TOKEN) && text.contains("<redacted>"), "{text}");
     let built = SyncConfig::new("http://pd.test", TOKEN, 1, Duration::from_secs(1));
     assert_eq!(built.max_body_bytes, 32 * 1024 * 1024);
     assert_eq!(built.max_rate_limit_wait, Duration::from_secs(60));

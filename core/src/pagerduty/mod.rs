@@ -89,14 +89,7 @@ impl fmt::Debug for SyncConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncConfig")
             .field("api_url", &self.api_url)
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    "<empty>"
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("token", &if self.token.is_empty() { "<empty>" } else { "<redacted>" })
             .field("lookahead_us", &self.lookahead_us)
             .field("http_timeout", &self.http_timeout)
             .field("max_body_bytes", &self.max_body_bytes)

@@ -34,11 +34,8 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<ParsedPage, SyncError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
-    let top = value
-        .as_object()
-        .ok_or_else(|| invalid("expected a JSON object with an `oncalls` array"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
+    let top = value.as_object().ok_or_else(|| invalid("expected a JSON object with an `oncalls` array"))?;
     let rows = match top.get("oncalls") {
         Some(Value::Array(rows)) => rows,
         Some(_) => return Err(invalid("`oncalls` is not an array")),
@@ -95,83 +92,45 @@ struct Row {
 }
 
 fn parse_row(index: usize, row: &Value) -> Result<Row, SyncError> {
-    let row = row
-        .as_object()
-        .ok_or_else(|| invalid(format!("oncalls[{index}] is not an object")))?;
+    let row = row.as_object().ok_or_else(|| invalid(format!("oncalls[{index}] is not an object")))?;
     let escalation_policy_id = match row.get("escalation_policy") {
         Some(Value::Object(policy)) => non_empty_str(policy.get("id")),
         _ => None,
     }
-    .ok_or_else(|| {
-        invalid(format!(
-            "oncalls[{index}].escalation_policy.id is missing or not a string"
-        ))
-    })?;
+    .ok_or_else(|| invalid(format!("oncalls[{index}].escalation_policy.id is missing or not a string")))?;
     let escalation_level = row
         .get("escalation_level")
         .and_then(Value::as_i64)
         .and_then(|level| i32::try_from(level).ok())
-        .ok_or_else(|| {
-            invalid(format!(
-                "oncalls[{index}].escalation_level is missing or not an integer"
-            ))
-        })?;
+        .ok_or_else(|| invalid(format!("oncalls[{index}].escalation_level is missing or not an integer")))?;
     let schedule_id = match row.get("schedule") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(schedule)) => {
-            Some(non_empty_str(schedule.get("id")).ok_or_else(|| {
-                invalid(format!(
-                    "oncalls[{index}].schedule.id is missing or not a string"
-                ))
-            })?)
-        }
-        Some(_) => {
-            return Err(invalid(format!(
-                "oncalls[{index}].schedule is neither null nor an object"
-            )))
-        }
+        Some(Value::Object(schedule)) => Some(
+            non_empty_str(schedule.get("id"))
+                .ok_or_else(|| invalid(format!("oncalls[{index}].schedule.id is missing or not a string")))?,
+        ),
+        Some(_) => return Err(invalid(format!("oncalls[{index}].schedule is neither null nor an object"))),
     };
     let start_us = timestamp(index, "start", row.get("start"))?;
     let end_us = timestamp(index, "end", row.get("end"))?;
     let user = match row.get("user") {
         None | Some(Value::Null) => None,
         Some(Value::Object(user)) => user_with_email(index, user)?,
-        Some(_) => {
-            return Err(invalid(format!(
-                "oncalls[{index}].user is neither null nor an object"
-            )))
-        }
+        Some(_) => return Err(invalid(format!("oncalls[{index}].user is neither null nor an object"))),
     };
-    Ok(Row {
-        user,
-        escalation_policy_id,
-        escalation_level,
-        schedule_id,
-        start_us,
-        end_us,
-    })
+    Ok(Row { user, escalation_policy_id, escalation_level, schedule_id, start_us, end_us })
 }
 
 /// `(email, id)` for a full user object; `None` for a reference or a deleted user (no email).
-fn user_with_email(
-    index: usize,
-    user: &Map<String, Value>,
-) -> Result<Option<(String, String)>, SyncError> {
+fn user_with_email(index: usize, user: &Map<String, Value>) -> Result<Option<(String, String)>, SyncError> {
     let email = match user.get("email") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(email)) if email.trim().is_empty() => return Ok(None),
         Some(Value::String(email)) => email.clone(),
-        Some(_) => {
-            return Err(invalid(format!(
-                "oncalls[{index}].user.email is not a string"
-            )))
-        }
+        Some(_) => return Err(invalid(format!("oncalls[{index}].user.email is not a string"))),
     };
-    let id = non_empty_str(user.get("id")).ok_or_else(|| {
-        invalid(format!(
-            "oncalls[{index}].user.id is missing or not a string"
-        ))
-    })?;
+    let id =
+        non_empty_str(user.get("id")).ok_or_else(|| invalid(format!("oncalls[{index}].user.id is missing or not a string")))?;
     Ok(Some((email, id)))
 }
 
@@ -180,15 +139,8 @@ fn timestamp(index: usize, field: &str, value: Option<&Value>) -> Result<Option<
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
             .map(|t| Some(t.timestamp_micros()))
-            .map_err(|_| {
-                invalid(format!(
-                    "oncalls[{index}].{field} is not an RFC 3339 timestamp: \"{}\"",
-                    clean_text(text, 40)
-                ))
-            }),
-        Some(_) => Err(invalid(format!(
-            "oncalls[{index}].{field} is neither null nor a string"
-        ))),
+            .map_err(|_| invalid(format!("oncalls[{index}].{field} is not an RFC 3339 timestamp: \"{}\"", clean_text(text, 40)))),
+        Some(_) => Err(invalid(format!("oncalls[{index}].{field} is neither null nor a string"))),
     }
 }
 
@@ -211,10 +163,7 @@ fn optional_u32(object: &Map<String, Value>, key: &str) -> Result<Option<u32>, S
 }
 
 fn invalid(detail: impl Into<String>) -> SyncError {
-    SyncError::InvalidResponse {
-        offset: None,
-        detail: detail.into(),
-    }
+    SyncError::InvalidResponse { offset: None, detail: detail.into() }
 }
 
 /// A readable one-line message from a PagerDuty error body, or `None` when there is none.
@@ -294,11 +243,7 @@ pub(crate) fn clean_text(text: &str, max_chars: usize) -> String {
     let mut chars = 0;
     let mut pending_space = false;
     for c in text.chars() {
-        let c = if c.is_control() || is_invisible_format(c) {
-            ' '
-        } else {
-            c
-        };
+        let c = if c.is_control() || is_invisible_format(c) { ' ' } else { c };
         if c.is_whitespace() {
             pending_space = !out.is_empty();
             continue;

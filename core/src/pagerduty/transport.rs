@@ -18,32 +18,18 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     /// A response whose body is already in memory (for tests and fakes).
-    pub fn from_bytes(
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: impl Into<Vec<u8>>,
-    ) -> Self {
-        HttpResponse {
-            status,
-            headers,
-            body: Box::new(io::Cursor::new(body.into())),
-        }
+    pub fn from_bytes(status: u16, headers: Vec<(String, String)>, body: impl Into<Vec<u8>>) -> Self {
+        HttpResponse { status, headers, body: Box::new(io::Cursor::new(body.into())) }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 }
 
 impl fmt::Debug for HttpResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpResponse")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .finish()
+        f.debug_struct("HttpResponse").field("status", &self.status).field("headers", &self.headers).finish()
     }
 }
 
@@ -100,11 +86,7 @@ impl Transport for UreqTransport {
                 Some((name, value))
             })
             .collect();
-        Ok(HttpResponse {
-            status: response.status(),
-            headers,
-            body: Box::new(response.into_reader()),
-        })
+        Ok(HttpResponse { status: response.status(), headers, body: Box::new(response.into_reader()) })
     }
 }
 
@@ -113,10 +95,7 @@ fn classify(transport: &ureq::Transport) -> TransportError {
     let mut root_cause = None;
     while let Some(error) = source {
         if let Some(io_error) = error.downcast_ref::<io::Error>() {
-            if matches!(
-                io_error.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            ) {
+            if matches!(io_error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
                 return TransportError::Timeout;
             }
         }
@@ -134,9 +113,7 @@ fn classify(transport: &ureq::Transport) -> TransportError {
         }
     }
     match transport.kind() {
-        ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-            TransportError::InvalidUrl(detail)
-        }
+        ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => TransportError::InvalidUrl(detail),
         _ => TransportError::Connection(detail),
     }
 }

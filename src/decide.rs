@@ -1,55 +1,15 @@
-//! This backend's access decisions: the session user's identity and whether it is on call
-//! (for `check_oncall_access()` and for a gated role), answered from the snapshot and cached
-//! until the snapshot or a setting changes or the next shift boundary passes.
+//! This backend's decisions: the session user's identity and whether it is on call (for
+//! `check_oncall_access()`) or may use a gated role (for the gate), answered from the snapshot
+//! and cached until the snapshot, a setting or a role changes, or the next shift boundary passes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use oncall_core::decision::{self, Decision, LevelBounds, Reason, Rule, ShiftView};
 use pgrx::pg_sys;
 
 use crate::guc;
+use crate::pg::roles;
 use crate::snapshot::{self, RoleEntry, View};
-
-/// PostgreSQL timestamps count from 2000-01-01; the snapshot counts from 1970-01-01.
-const PG_EPOCH_OFFSET_US: i64 = 946_684_800 * 1_000_000;
-
-pub fn unix_from_pg(ts: pg_sys::TimestampTz) -> i64 {
-    ts.saturating_add(PG_EPOCH_OFFSET_US)
-}
-
-pub fn pg_from_unix(us: i64) -> pg_sys::TimestampTz {
-    us.saturating_sub(PG_EPOCH_OFFSET_US)
-}
-
-/// PostgreSQL accessors that only read a backend variable and cannot raise, declared without
-/// pgrx's FFI guard: its `sigsetjmp` per call would cost more than the rest of the per-row and
-/// per-statement paths together (measured in bench/rls).
-pub mod unguarded {
-    use pgrx::pg_sys::{Oid, TimestampTz};
-
-    unsafe extern "C" {
-        pub fn GetCurrentStatementStartTimestamp() -> TimestampTz;
-        pub fn GetSessionUserId() -> Oid;
-        pub fn GetCurrentRoleId() -> Oid;
-    }
-}
-
-/// Wall-clock now, for gate decisions (a role switch happens now, not at statement start).
-pub fn now() -> i64 {
-    // SAFETY: plain clock read, callable from any backend state.
-    unix_from_pg(unsafe { pg_sys::GetCurrentTimestamp() })
-}
-
-/// The current statement's start: stable within a statement, as a STABLE function must be.
-pub fn statement_now() -> i64 {
-    // SAFETY: reads a backend-local variable; cannot raise.
-    unix_from_pg(unsafe { unguarded::GetCurrentStatementStartTimestamp() })
-}
-
-pub fn session_user_oid() -> pg_sys::Oid {
-    // SAFETY: reads a backend-local variable set at login; cannot raise.
-    unsafe { unguarded::GetSessionUserId() }
-}
 
 /// Who the session user is to PagerDuty.
 #[derive(Clone)]
@@ -58,10 +18,13 @@ pub struct Identity {
     pub email: Option<String>,
 }
 
+/// What a cached answer depends on besides the clock: the snapshot, the settings, the roles
+/// and memberships in the catalog, and who the session user is.
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct CacheKey {
     generation: u64,
     config_epoch: u64,
-    membership_epoch: u64,
+    catalog_epoch: u64,
     session_user: pg_sys::Oid,
 }
 
@@ -70,40 +33,8 @@ impl CacheKey {
         CacheKey {
             generation: snapshot::generation(),
             config_epoch: guc::config_epoch(),
-            membership_epoch: MEMBERSHIP_EPOCH.get(),
-            session_user: session_user_oid(),
-        }
-    }
-
-    fn same(&self, other: &CacheKey) -> bool {
-        self.generation == other.generation
-            && self.config_epoch == other.config_epoch
-            && self.membership_epoch == other.membership_epoch
-            && self.session_user == other.session_user
-    }
-}
-
-thread_local! {
-    /// Bumped by PostgreSQL's invalidation of role memberships (GRANT/REVOKE, in any session):
-    /// which roles inherit a gated role may have changed.
-    static MEMBERSHIP_EPOCH: Cell<u64> = const { Cell::new(0) };
-    static MEMBERSHIP_CALLBACK: Cell<bool> = const { Cell::new(false) };
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn memberships_changed(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
-    MEMBERSHIP_EPOCH.set(MEMBERSHIP_EPOCH.get() + 1);
-}
-
-fn watch_memberships() {
-    if MEMBERSHIP_CALLBACK.replace(true) {
-        return;
-    }
-    // SAFETY: registers a process-lifetime invalidation callback once per backend; it only
-    // bumps a counter.
-    unsafe {
-        for cache in [pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM] {
-            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(memberships_changed), pg_sys::Datum::from(0));
+            catalog_epoch: roles::catalog_epoch(),
+            session_user: roles::session_user(),
         }
     }
 }
@@ -118,7 +49,7 @@ struct CachedDecision {
 
 impl CachedDecision {
     fn answers(&self, key: &CacheKey, rule: RuleKey, now: i64) -> bool {
-        self.key.same(key)
+        self.key == *key
             && self.rule == rule
             && now >= self.decided_at
             && self.decision.and_then(|d| d.valid_until).is_none_or(|t| now < t)
@@ -143,24 +74,14 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
-fn role_name_of(oid: pg_sys::Oid) -> String {
-    // SAFETY: syscache lookup by OID; with noerr=true it returns NULL for a dropped role.
-    let name = unsafe { pg_sys::GetUserNameFromId(oid, true) };
-    if name.is_null() {
-        return String::new();
-    }
-    // SAFETY: a palloc'd NUL-terminated role name.
-    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
-}
-
 /// The identity of the session user, cached per snapshot generation and settings epoch.
 /// Needs a transaction (it reads the role name once); the gate calls it only from one.
 pub fn session_identity() -> Identity {
     let key = CacheKey::current();
-    if let Some(identity) = CACHE.with_borrow(|c| c.identity.as_ref().filter(|(k, _)| k.same(&key)).map(|(_, i)| i.clone())) {
+    if let Some(identity) = CACHE.with_borrow(|c| c.identity.as_ref().filter(|(k, _)| *k == key).map(|(_, i)| i.clone())) {
         return identity;
     }
-    let role_name = role_name_of(key.session_user);
+    let role_name = roles::name_of(key.session_user).unwrap_or_default();
     let identity = identity_of(&role_name);
     CACHE.with_borrow_mut(|c| c.identity = Some((key, identity.clone())));
     identity
@@ -210,7 +131,7 @@ fn cached(key: &CacheKey, rule: RuleKey, now: i64) -> Option<Option<Decision>> {
 
 fn remember(key: CacheKey, rule: RuleKey, now: i64, decision: Option<Decision>) {
     CACHE.with_borrow_mut(|c| {
-        c.decisions.retain(|d| d.rule != rule && d.key.same(&key));
+        c.decisions.retain(|d| d.rule != rule && d.key == key);
         if c.decisions.len() >= CACHED_DECISIONS {
             c.decisions.remove(0);
         }
@@ -237,7 +158,6 @@ pub fn session_user_on_call(now: i64) -> Decision {
 /// When no snapshot was ever published, nothing is known to be gated: see the security model.
 /// `role_name` is asked for only on a cache miss (the snapshot matches roles by OID, then name).
 pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: impl FnOnce() -> String, now: i64) -> Option<Decision> {
-    watch_memberships();
     let key = CacheKey::current();
     if let Some(decision) = cached(&key, RuleKey::Role(role_oid), now) {
         return decision;
@@ -255,23 +175,20 @@ pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: impl FnOnce() -
     decision
 }
 
-/// The rules of the gated roles whose privileges `role_oid` inherits, all of which must allow.
-/// A superuser role has every role's privileges: it is not gated (see the security model).
-fn decide_inherited(role_oid: pg_sys::Oid, email: Option<&str>, now: i64) -> Option<Decision> {
-    if role_oid == pg_sys::InvalidOid {
-        return None;
+/// The gated roles whose privileges `role_oid` holds without being one of them (INHERIT,
+/// directly or through other roles). A superuser role has every role's privileges: it is not
+/// gated (see the security model).
+fn inherited_gated_roles(role_oid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    if role_oid == pg_sys::InvalidOid || roles::is_superuser(role_oid) {
+        return Vec::new();
     }
     let gated: Vec<pg_sys::Oid> = snapshot::read(|view| view.roles().iter().map(|r| r.oid).collect()).unwrap_or_default();
-    // SAFETY: role-membership lookups through PostgreSQL's caches, in a transaction.
-    let inherited: Vec<pg_sys::Oid> = unsafe {
-        if pg_sys::superuser_arg(role_oid) {
-            return None;
-        }
-        gated
-            .into_iter()
-            .filter(|&g| g != pg_sys::InvalidOid && g != role_oid && pg_sys::has_privs_of_role(role_oid, g))
-            .collect()
-    };
+    gated.into_iter().filter(|&g| g != pg_sys::InvalidOid && g != role_oid && roles::has_privileges_of(role_oid, g)).collect()
+}
+
+/// The rules of the gated roles whose privileges `role_oid` inherits, all of which must allow.
+fn decide_inherited(role_oid: pg_sys::Oid, email: Option<&str>, now: i64) -> Option<Decision> {
+    let inherited = inherited_gated_roles(role_oid);
     if inherited.is_empty() {
         return None;
     }
@@ -283,6 +200,12 @@ fn decide_inherited(role_oid: pg_sys::Oid, email: Option<&str>, now: i64) -> Opt
             .reduce(Decision::and)
     })
     .flatten()
+}
+
+/// Whether using `role_oid` is gated: by its own rule, or by those of the gated roles it inherits.
+pub fn is_gated(role_oid: pg_sys::Oid, name: &str) -> bool {
+    snapshot::read(|view| view.gated_role(role_oid, name).is_some()).unwrap_or(false)
+        || !inherited_gated_roles(role_oid).is_empty()
 }
 
 /// `oncall.is_on_call(email, min_level, policies)`: for policies that name a person.

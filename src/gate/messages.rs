@@ -1,0 +1,73 @@
+//! What the gate says to a refused user: messages, DETAILs with the reason, and HINTs.
+
+use oncall_core::decision::Reason;
+
+use crate::decide::Identity;
+
+fn email(identity: &Identity) -> &str {
+    identity.email.as_deref().unwrap_or("none")
+}
+
+/// Why the rule does not admit the identity now.
+pub fn detail(reason: Reason, role: &str, identity: &Identity) -> String {
+    let who = identity.email.as_deref().unwrap_or("-");
+    match reason {
+        Reason::NoIdentity => format!(
+            "Role \"{}\" has no PagerDuty identity: no oncall.identities row, its name is not an email, and pg_oncall.email_domain is not set.",
+            identity.role_name
+        ),
+        Reason::Stale => "The on-call data is stale: the last successful PagerDuty sync is older than pg_oncall.max_staleness, so PagerDuty shifts grant nothing.".into(),
+        Reason::OutsideLevels => format!("{who} is on call, but not at an escalation level the rule for role \"{role}\" admits."),
+        Reason::OutsidePolicies => {
+            format!("{who} is on call, but not in an escalation policy or schedule the rule for role \"{role}\" admits.")
+        }
+        Reason::NotLoaded => "pg_oncall has not loaded its snapshot yet.".into(),
+        Reason::NotOnCall | Reason::OnCall => format!("{who} is not on call in PagerDuty now."),
+    }
+}
+
+pub fn switch_refused(role: &str, identity: &Identity) -> String {
+    format!("pg_oncall: permission denied to set role \"{role}\" for {} (identity {})", identity.role_name, email(identity))
+}
+
+pub const SWITCH_HINT: &str =
+    "Access is granted automatically while you are on call. In an emergency a superuser can grant it with oncall.override().";
+
+pub fn membership_refused(role: &str, identity: &Identity) -> String {
+    format!("pg_oncall: permission denied to act as role \"{role}\" for {} (identity {})", identity.role_name, email(identity))
+}
+
+pub fn membership_hint(role: &str) -> String {
+    format!(
+        "This statement uses your membership in role \"{role}\" (it hands an object to the role, or acts with the role's rights), which needs you on call as SET ROLE does. In an emergency a superuser can grant access with oncall.override()."
+    )
+}
+
+pub fn access_ended(role: &str, identity: &Identity) -> String {
+    format!("pg_oncall: on-call access to role \"{role}\" has ended for {} (identity {})", identity.role_name, email(identity))
+}
+
+/// Right also when the role came from the login's startup options, where RESET ROLE would
+/// go back to it.
+pub const ACCESS_ENDED_HINT: &str = "Run SET ROLE NONE to continue as yourself.";
+
+pub fn login_refused(role: &str, identity: &Identity) -> String {
+    format!("pg_oncall: login as role \"{role}\" refused: its identity ({}) is not on call", email(identity))
+}
+
+pub fn login_hint(role: &str) -> String {
+    format!("Role \"{role}\" has gate_login set in oncall.gated_roles: it can log in only while its own identity is on call.")
+}
+
+pub fn rename_refused(role: &str) -> String {
+    format!("pg_oncall: role \"{role}\" is gated and cannot be renamed")
+}
+
+pub const RENAME_DETAIL: &str = "Its rule in oncall.gated_roles names it; a rename would leave the role ungated.";
+
+pub fn rename_hint(role: &str) -> String {
+    format!(
+        "Run SELECT oncall.ungate_role('{}') and commit, rename the role, then gate it again under its new name.",
+        role.replace('\'', "''")
+    )
+}

@@ -1,0 +1,254 @@
+/*
+ * pg_oncall's hooks into PostgreSQL, as plain C so that PostgreSQL's own errors pass through
+ * them untouched: a hook that runs PostgreSQL code (the previous hook, standard_ProcessUtility,
+ * the executor, the `role` setting's own check) lets that code's ERROR unwind with
+ * PostgreSQL's siglongjmp and every field of its ErrorData intact. A Rust frame would have
+ * to catch the error to stay sound and raise a copy, which is how fields got lost.
+ *
+ * Each hook asks pg_oncall's Rust side (src/gate/) what to do first; those functions raise
+ * only pg_oncall's own refusals. Signatures that differ between PostgreSQL majors are
+ * reconciled here, and only here.
+ */
+#include "postgres.h"
+
+#include "catalog/objectaccess.h"
+#include "executor/executor.h"
+#include "storage/lwlock.h"
+#include "tcop/utility.h"
+#include "utils/elog.h"
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
+
+/* libpq/auth.h would pull in libpq-be.h and, through it, GSSAPI's headers: the hook only
+ * passes the Port along (Rust reads it with pgrx's per-major definition). */
+struct Port;
+typedef void (*ClientAuthentication_hook_type) (struct Port *, int);
+extern PGDLLIMPORT ClientAuthentication_hook_type ClientAuthentication_hook;
+
+/* The Rust side (src/gate/hooks.rs). */
+typedef struct UtilityState
+{
+	int			guc_nest_level;
+	bool		was_in_set_role;
+	bool		may_drop_extension;
+} UtilityState;
+
+extern bool pg_oncall_check_role(char **newval, void **extra, GucSource source);
+extern void pg_oncall_before_utility(PlannedStmt *pstmt, ProcessUtilityContext context, UtilityState *state);
+extern void pg_oncall_utility_finished(UtilityState *state);
+extern void pg_oncall_after_utility(PlannedStmt *pstmt, UtilityState *state);
+extern void pg_oncall_executor_start(QueryDesc *queryDesc);
+extern void pg_oncall_executor_run(QueryDesc *queryDesc);
+extern void pg_oncall_executor_end(QueryDesc *queryDesc);
+extern void pg_oncall_function_execute(Oid functionId);
+extern void pg_oncall_client_authentication(struct Port *port, int status);
+
+/* The SQLSTATE of pg_oncall's audit lines ("OC000"), which nothing else may claim. */
+#define ERRCODE_ONCALL_AUDIT MAKE_SQLSTATE('O', 'C', '0', '0', '0')
+/* What a message that claims it without being one is relabelled with (raise_exception). */
+#define ERRCODE_ONCALL_AUDIT_IMPOSTOR MAKE_SQLSTATE('P', '0', '0', '0', '1')
+
+static GucStringCheckHook original_role_check = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static object_access_hook_type prev_object_access = NULL;
+static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
+static emit_log_hook_type prev_emit_log = NULL;
+static bool emitting_audit_line = false;
+
+/*
+ * The `role` setting: SET ROLE, SET LOCAL ROLE, set_config('role', ...), a function's
+ * `SET role` clause, `-c role=` at login and ALTER ROLE ... SET role all pass its check hook.
+ * PostgreSQL's own check runs first (existence, membership); then the gate decides.
+ */
+static bool
+oncall_check_role(char **newval, void **extra, GucSource source)
+{
+	if (original_role_check && !original_role_check(newval, extra, source))
+		return false;
+	return pg_oncall_check_role(newval, extra, source);
+}
+
+/*
+ * Every utility statement, top-level or nested: the gate re-checks an elevated session,
+ * judges statements that PostgreSQL authorizes by role membership, and keeps its catalog
+ * consistent (renames of gated roles, DROP EXTENSION).
+ */
+static void
+oncall_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	UtilityState state = {0};
+
+	pg_oncall_before_utility(pstmt, context, &state);
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		pg_oncall_utility_finished(&state);
+	}
+	PG_END_TRY();
+	pg_oncall_after_utility(pstmt, &state);
+}
+
+/* Every planned statement as it starts, nested ones included: the elevated session's re-check. */
+static void
+oncall_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	pg_oncall_executor_start(queryDesc);
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* Each run of a started statement: a cursor FETCH or a resumed portal reads rows long after
+ * the statement started, with the privileges checked then. */
+#if PG_VERSION_NUM >= 180000
+static void
+oncall_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count)
+{
+	pg_oncall_executor_run(queryDesc);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count);
+	else
+		standard_ExecutorRun(queryDesc, direction, count);
+}
+#else
+static void
+oncall_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once)
+{
+	pg_oncall_executor_run(queryDesc);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+#endif
+
+static void
+oncall_ExecutorEnd(QueryDesc *queryDesc)
+{
+	pg_oncall_executor_end(queryDesc);
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+/* Function calls that bypass the executor: libpq's fast-path interface (PQfn, large objects)
+ * reports each call here, and so does the executor when it prepares a call. */
+static void
+oncall_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access == OAT_FUNCTION_EXECUTE)
+		pg_oncall_function_execute(objectId);
+}
+
+/* A login, once authenticated: logging in as a role with gate_login needs it on call. */
+static void
+oncall_ClientAuthentication(struct Port *port, int status)
+{
+	if (prev_ClientAuthentication)
+		prev_ClientAuthentication(port, status);
+	pg_oncall_client_authentication(port, status);
+}
+
+/* Every message on its way to the log: only pg_oncall's audit lines may carry their SQLSTATE,
+ * so a user's RAISE LOG ... USING ERRCODE = 'OC000' cannot pass for one. */
+static void
+oncall_emit_log(ErrorData *edata)
+{
+	if (edata->sqlerrcode == ERRCODE_ONCALL_AUDIT && !emitting_audit_line)
+		edata->sqlerrcode = ERRCODE_ONCALL_AUDIT_IMPOSTOR;
+	if (prev_emit_log)
+		prev_emit_log(edata);
+}
+
+/* One audit line: LOG, SQLSTATE OC000, no STATEMENT or CONTEXT lines after it. */
+void
+pg_oncall_audit_line(const char *message)
+{
+	emitting_audit_line = true;
+	PG_TRY();
+	{
+		ereport(LOG,
+				errcode(ERRCODE_ONCALL_AUDIT),
+				errmsg_internal("%s", message),
+				errhidestmt(true),
+				errhidecontext(true));
+	}
+	PG_FINALLY();
+	{
+		emitting_audit_line = false;
+	}
+	PG_END_TRY();
+}
+
+static bool
+wrap_role_check(void)
+{
+	struct config_generic **variables;
+	int			count;
+
+#if PG_VERSION_NUM >= 160000
+	variables = get_guc_variables(&count);
+#else
+	variables = get_guc_variables();
+	count = GetNumConfigOptions();
+#endif
+	for (int i = 0; i < count; i++)
+	{
+		struct config_generic *variable = variables[i];
+
+		if (variable->vartype == PGC_STRING && strcmp(variable->name, "role") == 0)
+		{
+			struct config_string *role = (struct config_string *) variable;
+
+			original_role_check = role->check_hook;
+			role->check_hook = oncall_check_role;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* From _PG_init, in the postmaster: false when the `role` setting was not found. */
+bool
+pg_oncall_install_hooks(void)
+{
+	if (!wrap_role_check())
+		return false;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = oncall_ProcessUtility;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = oncall_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = oncall_ExecutorRun;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = oncall_ExecutorEnd;
+	prev_object_access = object_access_hook;
+	object_access_hook = oncall_object_access;
+	prev_ClientAuthentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = oncall_ClientAuthentication;
+	prev_emit_log = emit_log_hook;
+	emit_log_hook = oncall_emit_log;
+	return true;
+}
+
+/* AddinShmemInitLock, a macro: serializes the creation of add-in shared memory. */
+LWLock *
+pg_oncall_addin_shmem_init_lock(void)
+{
+	return AddinShmemInitLock;
+}
