@@ -147,7 +147,8 @@ fn gate_unrelated_role(cluster: &Cluster) {
 fn run_side(cluster: &Cluster) -> Outputs {
     let offset = cluster.log_len();
     let client = run_script(cluster);
-    let protocol = run_protocol_checks(cluster);
+    let mut protocol = run_protocol_checks(cluster);
+    let replacements = run_deadlock_check(cluster, &mut protocol);
     let (log, other_log) = split_log(&cluster.log_since(offset));
     let excluded_settings: String = cluster
         .connect()
@@ -162,7 +163,7 @@ fn run_side(cluster: &Cluster) -> Outputs {
         .iter()
         .map(|r| format!("{}\n", r.get::<_, String>(0)))
         .collect();
-    let n = |s: &str| normalise(cluster, s);
+    let n = |s: &str| replacements.iter().fold(normalise(cluster, s), |text, (from, to)| text.replace(from, to));
     Outputs {
         client: n(&client),
         log: n(&log),
@@ -324,6 +325,66 @@ fn run_protocol_checks(cluster: &Cluster) -> String {
         }
     }
     out
+}
+
+/// A deadlock between two sessions' `LOCK TABLE` (a utility statement): the client gets a
+/// DETAIL naming processes and relations, and the server log a longer one with each
+/// process's query (`errdetail_log`), which the HINT points to. Made deterministic: the
+/// second session waits first, with a long `deadlock_timeout`, so the first one (100 ms)
+/// detects the deadlock and gets the error. Returns the replacements that make its pids and
+/// OIDs comparable (applied to every output of this side).
+fn run_deadlock_check(cluster: &Cluster, out: &mut String) -> Vec<(String, String)> {
+    let session = |deadlock_timeout: &str| {
+        let mut config = cluster.config("postgres", "transparency");
+        config
+            .application_name(APP_PROTOCOL)
+            .options(&format!("-c statement_timeout=60s -c deadlock_timeout={deadlock_timeout}"));
+        cluster.try_connect_with(&config).unwrap_or_else(|e| panic!("connect: {}", error_text(&e)))
+    };
+    let mut admin = cluster.connect_db("postgres", "transparency");
+    admin.batch_execute("CREATE TABLE tr_su.dl_a (); CREATE TABLE tr_su.dl_b ()").expect("create dl_a, dl_b");
+    let int = |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).expect(sql).get(0) };
+    let oid_a = int(&mut admin, "SELECT 'tr_su.dl_a'::regclass::oid::int8");
+    let oid_b = int(&mut admin, "SELECT 'tr_su.dl_b'::regclass::oid::int8");
+    let db = int(&mut admin, "SELECT oid::int8 FROM pg_database WHERE datname = current_database()");
+    let mut first = session("100ms");
+    let mut second = session("60s");
+    let pid_first = int(&mut first, "SELECT pg_backend_pid()::int8");
+    let pid_second = int(&mut second, "SELECT pg_backend_pid()::int8");
+    first.batch_execute("BEGIN; LOCK tr_su.dl_a").expect("first locks dl_a");
+    second.batch_execute("BEGIN; LOCK tr_su.dl_b").expect("second locks dl_b");
+    let waiter = std::thread::spawn(move || {
+        let result = second.batch_execute("LOCK tr_su.dl_a");
+        (second, result)
+    });
+    let waiting = wait_until(Duration::from_secs(20), || {
+        admin
+            .query_one("SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", &[&(pid_second as i32)])
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+    });
+    assert!(waiting, "the second session does not wait for dl_a\n{}", cluster.log_tail());
+    let result = first.batch_execute("LOCK tr_su.dl_b");
+    first.batch_execute("ROLLBACK").expect("rollback first");
+    let (mut second, second_result) = waiter.join().expect("join the waiting session");
+    second.batch_execute("ROLLBACK").expect("rollback second");
+    admin.batch_execute("DROP TABLE tr_su.dl_a, tr_su.dl_b").expect("drop dl_a, dl_b");
+    for (who, result) in [("first", result), ("second", second_result)] {
+        out.push_str(&format!("==== deadlock, {who} session: LOCK\n"));
+        match result {
+            Ok(()) => out.push_str("ok\n"),
+            Err(e) => match e.as_db_error() {
+                Some(db) => out.push_str(&render_db_error(db)),
+                None => out.push_str(&format!("client error: {e}\n")),
+            },
+        }
+    }
+    vec![
+        (format!("rocess {pid_first}"), "rocess <FIRST>".into()),
+        (format!("rocess {pid_second}"), "rocess <SECOND>".into()),
+        (format!("relation {oid_a} of database {db}"), "relation dl_a of database <DB>".into()),
+        (format!("relation {oid_b} of database {db}"), "relation dl_b of database <DB>".into()),
+    ]
 }
 
 /// Every field of an error or notice, one per line.
