@@ -352,7 +352,9 @@ SELECT * FROM diag('ALTER TABLE child VALIDATE CONSTRAINT child_pid_fkey2');
 SELECT * FROM diag('ALTER DOMAIN posint ADD CONSTRAINT posint_small CHECK (VALUE < 5)');
 SELECT * FROM diag('REFRESH MATERIALIZED VIEW mv');
 SELECT * FROM diag('REFRESH MATERIALIZED VIEW mv2');
+SET plan_cache_mode = force_generic_plan;
 SELECT * FROM diag('SELECT f_prune(0)');
+RESET plan_cache_mode;
 SELECT * FROM diag('EXPLAIN ANALYZE SELECT f_div(0)');
 SELECT * FROM diag('COPY cp TO stdout');
 SELECT * FROM diag('SET ROLE nosuch_role');
@@ -365,6 +367,12 @@ BEGIN
         RAISE NOTICE 'caught check_violation: %', SQLERRM;
         RAISE;
     END;
+END $$;
+DO $$
+BEGIN
+    EXECUTE 'DO $d$ BEGIN RAISE SQLSTATE ''P0042'' USING MESSAGE = ''application error''; END $d$';
+EXCEPTION WHEN SQLSTATE 'P0042' THEN
+    RAISE NOTICE 'caught the application''s own SQLSTATE: %', SQLERRM;
 END $$;
 DO $$
 BEGIN
