@@ -1,4 +1,5 @@
-//! A throw-away PostgreSQL 15 cluster with pg_oncall preloaded, for end-to-end tests.
+//! A throw-away PostgreSQL 15 cluster with pg_oncall preloaded (or, with
+//! [`Builder::without_pg_oncall`], without it), for end-to-end tests.
 //!
 //! Each [`Cluster`] lives in its own directory under `/tmp` (data directory, Unix socket,
 //! server log, token files), owned by the `postgres` OS user; the server runs as that user
@@ -178,6 +179,7 @@ pub struct Builder {
     pagerduty_url: Option<String>,
     token: Option<String>,
     deadline: Duration,
+    with_pg_oncall: bool,
 }
 
 impl Builder {
@@ -199,6 +201,14 @@ impl Builder {
     pub fn pagerduty(mut self, url: &str, token: Option<&str>) -> Builder {
         self.pagerduty_url = Some(url.to_string());
         self.token = token.map(str::to_string);
+        self
+    }
+
+    /// A plain cluster: pg_oncall is neither preloaded nor configured nor created (the
+    /// baseline of side-by-side comparisons). Implies [`Builder::no_wait_ready`].
+    pub fn without_pg_oncall(mut self) -> Builder {
+        self.with_pg_oncall = false;
+        self.wait_ready = false;
         self
     }
 
@@ -253,7 +263,7 @@ impl Cluster {
             .and_then(|s| s.parse().ok())
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_DEADLINE);
-        Builder { conf: Vec::new(), wait_ready: true, pagerduty_url: None, token: None, deadline }
+        Builder { conf: Vec::new(), wait_ready: true, pagerduty_url: None, token: None, deadline, with_pg_oncall: true }
     }
 
     /// A fake PagerDuty accepting `token`, and a cluster synced from it: token file written,
@@ -328,13 +338,15 @@ impl Cluster {
             format!("port = {}", cluster.port),
             "listen_addresses = '127.0.0.1'".into(),
             format!("unix_socket_directories = '{}'", cluster.root.display()),
-            "shared_preload_libraries = 'pg_oncall'".into(),
-            "pg_oncall.database = 'postgres'".into(),
             "logging_collector = off".into(),
             "log_line_prefix = '%m [%p] %q%u@%d '".into(),
             "fsync = off".into(),
             "shared_buffers = '32MB'".into(),
         ];
+        if opts.with_pg_oncall {
+            conf.push("shared_preload_libraries = 'pg_oncall'".into());
+            conf.push("pg_oncall.database = 'postgres'".into());
+        }
         if let Some(url) = &opts.pagerduty_url {
             conf.push(format!("pg_oncall.pagerduty_api_url = '{url}'"));
         }
@@ -348,10 +360,12 @@ impl Cluster {
             cluster.set_conf(line);
         }
         cluster.pg_ctl_start();
-        let mut client = cluster.connect();
-        client
-            .batch_execute("CREATE EXTENSION pg_oncall")
-            .unwrap_or_else(|e| panic!("e2e: CREATE EXTENSION pg_oncall failed: {}\n{}", error_text(&e), cluster.log_tail()));
+        if opts.with_pg_oncall {
+            let mut client = cluster.connect();
+            client
+                .batch_execute("CREATE EXTENSION pg_oncall")
+                .unwrap_or_else(|e| panic!("e2e: CREATE EXTENSION pg_oncall failed: {}\n{}", error_text(&e), cluster.log_tail()));
+        }
         if cluster.wait_ready {
             cluster.wait_ready();
         }
@@ -713,6 +727,25 @@ impl Cluster {
     /// `role`, database `postgres`, TCP to 127.0.0.1.
     pub fn connect_tcp_as(&self, role: &str) -> Client {
         self.connect_or_panic(&self.tcp_config(role, "postgres"), &format!("as {role} over TCP"))
+    }
+
+    /// This major's own `psql` (from the installation under test), with `-X` (no psqlrc) and
+    /// a clean environment that points it at this cluster's Unix socket as `postgres`, database
+    /// `postgres`, messages in English (`LC_ALL=C`). Add arguments (and `PGAPPNAME`, another
+    /// `PGUSER`/`PGDATABASE`...) and run it; it runs as the current OS user.
+    pub fn psql(&self) -> Command {
+        let mut cmd = Command::new(self.bindir.join("psql"));
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .env("PGHOST", &self.root)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", "postgres")
+            .env("PGDATABASE", "postgres")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .arg("-X")
+            .stdin(Stdio::null());
+        cmd
     }
 
     // ------------------------------------------------------------------ the worker
