@@ -24,3 +24,13 @@ SUDO=""
     $SUDO mv -f "$dest.new.$$" "$dest"
     echo "installed $dest"
 done
+extdir=$("$PG_CONFIG" --sharedir)/extension
+staging=$(mktemp -d)
+bash scripts/upgrade-scripts.sh "$staging"
+for f in "$staging"/*; do
+    $SUDO cp "$f" "$extdir/$(basename "$f").new.$$"
+    $SUDO chmod 0644 "$extdir/$(basename "$f").new.$$"
+    $SUDO mv -f "$extdir/$(basename "$f").new.$$" "$extdir/$(basename "$f")"
+    echo "installed $extdir/$(basename "$f")"
+done
+rm -rf "$staging"

@@ -72,5 +72,6 @@ PGRX_PG_CONFIG_PATH=$private_pg_config cargo pgrx package "${args[@]}" >&2
     cp "$out/$f" "$dest.new.$$"
     mv -f "$dest.new.$$" "$dest"
 done
+bash scripts/upgrade-scripts.sh "$root/$(rel "$sharedir")/extension"
 chmod -R a+rX "$root"
 echo "$private_pg_config"

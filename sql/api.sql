@@ -1,40 +1,43 @@
 -- pg_oncall SQL interface. The C entry points are Rust functions in src/api.rs (their SQL is
 -- written here by hand so that names, argument types, defaults and privileges match DESIGN.md).
+-- Every statement here can be run again (CREATE OR REPLACE, GRANT): each upgrade script ends
+-- with this file. Every SQL or PL/pgSQL function pins its search_path, so nothing a user puts
+-- in `public` is ever called by it (DESIGN.md, guarantee 8); the C functions resolve no names.
 
 -- ---------------------------------------------------------------- decisions (everyone)
 
-CREATE FUNCTION @extschema@.check_oncall_access() RETURNS boolean
+CREATE OR REPLACE FUNCTION @extschema@.check_oncall_access() RETURNS boolean
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_oncall_access_fast';
 COMMENT ON FUNCTION @extschema@.check_oncall_access() IS
     'Is the session user on call now (default levels, any policy)? In RLS prefer USING ((SELECT oncall.check_oncall_access())).';
 
-CREATE FUNCTION @extschema@.check_oncall_access(role_name name) RETURNS boolean
+CREATE OR REPLACE FUNCTION @extschema@.check_oncall_access(role_name name) RETURNS boolean
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'check_role_access_wrapper';
 COMMENT ON FUNCTION @extschema@.check_oncall_access(name) IS
     'May the session user assume this role now? True for a role that is not gated.';
 
-CREATE FUNCTION @extschema@.is_on_call(email text, min_escalation_level int DEFAULT NULL,
+CREATE OR REPLACE FUNCTION @extschema@.is_on_call(email text, min_escalation_level int DEFAULT NULL,
                                        escalation_policy_ids text[] DEFAULT NULL) RETURNS boolean
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'is_on_call_wrapper';
 
-CREATE FUNCTION @extschema@._whoami() RETURNS TABLE ("session_user" text, identity text, on_call boolean,
+CREATE OR REPLACE FUNCTION @extschema@._whoami() RETURNS TABLE ("session_user" text, identity text, on_call boolean,
                                                      on_call_until timestamptz, assumable_roles text[])
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'whoami_wrapper';
-CREATE FUNCTION @extschema@.whoami(OUT "session_user" name, OUT identity text, OUT on_call boolean,
+CREATE OR REPLACE FUNCTION @extschema@.whoami(OUT "session_user" name, OUT identity text, OUT on_call boolean,
                                    OUT on_call_until timestamptz, OUT assumable_roles name[]) RETURNS record
-    STABLE PARALLEL SAFE LANGUAGE sql
+    STABLE PARALLEL SAFE LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$ SELECT w."session_user"::name, w.identity, w.on_call, w.on_call_until, w.assumable_roles::name[]
             FROM @extschema@._whoami() AS w $$;
 
 -- ---------------------------------------------------------------- the sync (superusers)
 
-CREATE FUNCTION @extschema@._refresh(wait boolean, timeout_ms bigint) RETURNS void
+CREATE OR REPLACE FUNCTION @extschema@._refresh(wait boolean, timeout_ms bigint) RETURNS void
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'refresh_wrapper';
-CREATE FUNCTION @extschema@.refresh(wait boolean DEFAULT true, timeout interval DEFAULT '30s') RETURNS void
-    VOLATILE LANGUAGE sql
+CREATE OR REPLACE FUNCTION @extschema@.refresh(wait boolean DEFAULT true, timeout interval DEFAULT '30s') RETURNS void
+    VOLATILE LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$ SELECT @extschema@._refresh(wait, (extract(epoch FROM timeout) * 1000)::bigint) $$;
 
-CREATE FUNCTION @extschema@.status(OUT token_configured boolean, OUT last_attempt_at timestamptz,
+CREATE OR REPLACE FUNCTION @extschema@.status(OUT token_configured boolean, OUT last_attempt_at timestamptz,
                                    OUT last_success_at timestamptz, OUT last_error text, OUT stale boolean,
                                    OUT shifts integer, OUT pages integer, OUT requests integer,
                                    OUT duration_ms double precision, OUT next_attempt_at timestamptz,
@@ -45,18 +48,18 @@ CREATE FUNCTION @extschema@.status(OUT token_configured boolean, OUT last_attemp
                  s.shifts, s.pages, s.requests, s.duration_ms, s.next_attempt_at, s.syncs_ok, s.syncs_failed
             FROM @extschema@.sync_state AS s $$;
 
-CREATE FUNCTION @extschema@._is_stale(last_success_at timestamptz) RETURNS boolean
+CREATE OR REPLACE FUNCTION @extschema@._is_stale(last_success_at timestamptz) RETURNS boolean
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'is_stale_wrapper';
 
-CREATE FUNCTION @extschema@._snapshot_overflowed() RETURNS boolean
+CREATE OR REPLACE FUNCTION @extschema@._snapshot_overflowed() RETURNS boolean
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'snapshot_overflowed_wrapper';
 
-CREATE FUNCTION @extschema@.stats() RETURNS TABLE (route text, decision text, count bigint)
+CREATE OR REPLACE FUNCTION @extschema@.stats() RETURNS TABLE (route text, decision text, count bigint)
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'stats_wrapper';
 
 -- ---------------------------------------------------------------- configuration (superusers)
 
-CREATE FUNCTION @extschema@.gate_role(role_name name, escalation_policy_ids text[] DEFAULT NULL,
+CREATE OR REPLACE FUNCTION @extschema@.gate_role(role_name name, escalation_policy_ids text[] DEFAULT NULL,
                                       schedule_ids text[] DEFAULT NULL, min_escalation_level int DEFAULT NULL,
                                       max_escalation_level int DEFAULT NULL, gate_login boolean DEFAULT false)
     RETURNS void
@@ -80,12 +83,12 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.ungate_role(role_name name) RETURNS boolean
+CREATE OR REPLACE FUNCTION @extschema@.ungate_role(role_name name) RETURNS boolean
     VOLATILE STRICT LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$ WITH gone AS (DELETE FROM @extschema@.gated_roles AS g WHERE g.role_name = ungate_role.role_name RETURNING 1)
           SELECT count(*) > 0 FROM gone $$;
 
-CREATE FUNCTION @extschema@.override(email text, duration interval, reason text,
+CREATE OR REPLACE FUNCTION @extschema@.override(email text, duration interval, reason text,
                                      escalation_policy_id text DEFAULT NULL) RETURNS timestamptz
     VOLATILE LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
@@ -114,23 +117,23 @@ $$;
 
 -- ---------------------------------------------------------------- change propagation
 
-CREATE FUNCTION @extschema@._reload_after_commit() RETURNS void
+CREATE OR REPLACE FUNCTION @extschema@._reload_after_commit() RETURNS void
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'reload_after_commit_wrapper';
-CREATE FUNCTION @extschema@._config_changed() RETURNS trigger
+CREATE OR REPLACE FUNCTION @extschema@._config_changed() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$ BEGIN PERFORM @extschema@._reload_after_commit(); RETURN NULL; END $$;
 
-CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.gated_roles
+CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.gated_roles
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
-CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.identities
+CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.identities
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
-CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.shifts
+CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.shifts
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 -- Fix (e2e): sync_state.last_success_at is part of the snapshot (it decides whether PagerDuty
 -- rows are stale), so a change to it must reach decisions too; before, an UPDATE of it alone
 -- (by a DBA, or a restore) was ignored until some other table changed. Only UPDATEs naming
 -- last_success_at fire, so the worker's failed-sync bookkeeping does not reload the snapshot.
-CREATE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OF last_success_at OR DELETE OR TRUNCATE ON @extschema@.sync_state
+CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OF last_success_at OR DELETE OR TRUNCATE ON @extschema@.sync_state
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 
 -- ---------------------------------------------------------------- privileges

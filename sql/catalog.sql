@@ -5,7 +5,7 @@
 -- PagerDuty ids are short ASCII tokens; the bound keeps every row loadable into shared memory.
 -- An empty list is refused: it would match nothing, and NULL already means "any".
 CREATE FUNCTION @extschema@._ids_valid(ids text[]) RETURNS boolean
-    IMMUTABLE PARALLEL SAFE LANGUAGE sql
+    IMMUTABLE PARALLEL SAFE LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$ SELECT ids IS NULL
               OR coalesce(array_ndims(ids) = 1
                           AND array_position(ids, NULL) IS NULL

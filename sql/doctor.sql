@@ -1,7 +1,7 @@
 -- oncall.doctor(): set-ups that let a user reach a gated role's privileges without the gate,
 -- or that break the gate. One row per finding; a clean set-up returns none.
 
-CREATE FUNCTION @extschema@._findings()
+CREATE OR REPLACE FUNCTION @extschema@._findings()
     RETURNS TABLE (severity text, object text, problem text, fix text)
     STABLE LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$
@@ -16,6 +16,20 @@ has_identity AS (
            OR strpos(m.rolname, '@') > 0
            OR coalesce(current_setting('pg_oncall.email_domain', true), '') <> '' AS ok
       FROM pg_roles AS m
+),
+-- The PagerDuty identity each login role stands for, as the gate resolves it (decide.rs).
+resolved_identity AS (
+    SELECT m.oid, m.rolname,
+           lower(btrim(coalesce(
+               (SELECT i.email FROM @extschema@.identities AS i WHERE i.role_name = m.rolname),
+               CASE WHEN strpos(m.rolname, '@') > 0 THEN m.rolname END,
+               CASE WHEN btrim(ltrim(coalesce(current_setting('pg_oncall.email_domain', true), ''), '@')) <> ''
+                    THEN m.rolname || '@' || btrim(ltrim(current_setting('pg_oncall.email_domain', true), '@')) END))) AS email
+      FROM pg_roles AS m
+     WHERE m.rolcanlogin AND NOT m.rolsuper
+),
+new_grants AS (   -- from PostgreSQL 16, INHERIT and SET are options of each grant
+    SELECT current_setting('server_version_num')::int >= 160000 AS per_grant
 )
 SELECT 'error', 'pg_oncall.enforcement',
        format('enforcement is %s: refusals are %s', e, CASE e WHEN 'audit' THEN 'only logged' ELSE 'not even logged' END),
@@ -78,13 +92,17 @@ SELECT 'error', format('role %I', m.rolname),
               m.rolname, g.role_name,
               CASE WHEN EXISTS (SELECT 1 FROM pg_auth_members AS a WHERE a.member = m.oid AND a.roleid = g.role_oid)
                    THEN '' ELSE ', through a chain of roles' END),
-       format('ALTER ROLE %I NOINHERIT; -- and every role between it and %I', m.rolname, g.role_name)
+       CASE WHEN (SELECT per_grant FROM new_grants)
+            THEN format('GRANT %I TO %I WITH INHERIT FALSE; -- and on every grant between them (ALTER ROLE ... NOINHERIT does not change existing grants)',
+                        g.role_name, m.rolname)
+            ELSE format('ALTER ROLE %I NOINHERIT; -- and every role between it and %I', m.rolname, g.role_name) END
   FROM gated AS g
   JOIN pg_roles AS m ON m.oid <> g.role_oid AND NOT m.rolsuper
  WHERE g.role_oid IS NOT NULL AND pg_has_role(m.oid, g.role_oid, 'USAGE')
 UNION ALL
-SELECT 'warning', format('role %I', m.rolname),
-       format('%I holds ADMIN OPTION on gated role %I: it can grant the role to anyone', m.rolname, g.role_name),
+SELECT 'error', format('role %I', m.rolname),
+       format('%I holds ADMIN OPTION on gated role %I: it can grant the role to anyone, itself included with INHERIT, past the gate',
+              m.rolname, g.role_name),
        format('REVOKE ADMIN OPTION FOR %I FROM %I;', g.role_name, m.rolname)
   FROM gated AS g
   JOIN pg_auth_members AS a ON a.roleid = g.role_oid AND a.admin_option
@@ -103,11 +121,72 @@ SELECT 'warning', format('role %I', g.role_name),
        format('INSERT INTO oncall.identities VALUES (%L, ''<email in PagerDuty>'');', g.role_name)
   FROM gated AS g JOIN has_identity AS h ON h.oid = g.role_oid AND NOT h.ok
  WHERE g.gate_login
+UNION ALL
+SELECT 'error', format('role %I', m.rolname),
+       format('%I can read or write files on the server (%s): it can read the PagerDuty token file, or change the server''s configuration',
+              m.rolname, array_to_string(ARRAY(SELECT p.rolname::text FROM pg_roles AS p
+                                                 WHERE p.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
+                                                   AND pg_has_role(m.oid, p.oid, 'USAGE') ORDER BY 1), ', ')),
+       format('REVOKE pg_read_server_files, pg_write_server_files, pg_execute_server_program FROM %I;', m.rolname)
+  FROM pg_roles AS m
+ WHERE NOT m.rolsuper AND EXISTS (SELECT 1 FROM gated)
+   AND m.rolname NOT IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
+   AND EXISTS (SELECT 1 FROM pg_roles AS p
+                WHERE p.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
+                  AND pg_has_role(m.oid, p.oid, 'USAGE'))
+UNION ALL
+SELECT 'error', format('function %s', p.oid::regprocedure),
+       format('SECURITY DEFINER function owned by gated role %I can be executed by %s: it runs with the role''s rights, past the gate',
+              g.role_name, array_to_string(ARRAY(SELECT DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
+                                                   FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+                                                  WHERE a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE' ORDER BY 1), ', ')),
+       format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC; -- and from every other grantee, or ALTER FUNCTION %s SECURITY INVOKER',
+              p.oid::regprocedure, p.oid::regprocedure)
+  FROM gated AS g
+  JOIN pg_proc AS p ON p.proowner = g.role_oid AND p.prosecdef
+ WHERE EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+                WHERE a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE')
+UNION ALL
+SELECT 'error', format('%s %s', CASE c.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, c.oid::regclass),
+       format('%s owned by gated role %I can be read by %s: it reads its tables with the role''s rights, past the gate',
+              CASE c.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, g.role_name,
+              array_to_string(ARRAY(SELECT DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
+                                      FROM aclexplode(c.relacl) AS a
+                                     WHERE a.grantee <> c.relowner AND a.privilege_type = 'SELECT' ORDER BY 1), ', ')),
+       format('REVOKE SELECT ON %s FROM PUBLIC; -- and from every other grantee%s', c.oid::regclass,
+              CASE c.relkind WHEN 'v' THEN format(', or ALTER VIEW %s SET (security_invoker = true)', c.oid::regclass) ELSE '' END)
+  FROM gated AS g
+  JOIN pg_class AS c ON c.relowner = g.role_oid AND c.relkind IN ('v', 'm')
+ WHERE NOT coalesce('security_invoker=true' = ANY (c.reloptions) OR 'security_invoker=on' = ANY (c.reloptions), false)
+   AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner AND a.privilege_type = 'SELECT')
+UNION ALL
+SELECT 'error', format('default privileges of role %I', g.role_name),
+       format('objects gated role %I creates%s are granted to %s: the on-call engineer''s work as %I becomes theirs without the gate',
+              g.role_name, CASE WHEN d.defaclnamespace <> 0 THEN format(' in schema %I', d.defaclnamespace::regnamespace) ELSE '' END,
+              array_to_string(ARRAY(SELECT DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
+                                      FROM aclexplode(d.defaclacl) AS a WHERE a.grantee <> g.role_oid ORDER BY 1), ', '),
+              g.role_name),
+       format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s REVOKE ALL ON %s FROM <grantee>;', g.role_name,
+              CASE WHEN d.defaclnamespace <> 0 THEN format(' IN SCHEMA %I', d.defaclnamespace::regnamespace) ELSE '' END,
+              CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS'
+                                   WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' ELSE 'TABLES' END)
+  FROM gated AS g
+  JOIN pg_default_acl AS d ON d.defaclrole = g.role_oid
+ WHERE EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) AS a WHERE a.grantee <> g.role_oid)
+UNION ALL
+SELECT 'error', format('identity %s', r.email),
+       format('roles %s all stand for PagerDuty identity %s: whoever logs in as any of them is on call when its owner is',
+              array_to_string(array_agg(quote_ident(r.rolname) ORDER BY r.rolname), ', '), r.email),
+       'Drop or rename the role that is not that person''s, or map each role to its own email in oncall.identities.'
+  FROM resolved_identity AS r
+ WHERE r.email IS NOT NULL AND EXISTS (SELECT 1 FROM gated)
+ GROUP BY r.email
+HAVING count(*) > 1
 $$;
 
 -- Without the library preloaded nothing may touch its C functions (loading it then fails):
 -- that one finding is answered here, before anything else is planned.
-CREATE FUNCTION @extschema@.doctor()
+CREATE OR REPLACE FUNCTION @extschema@.doctor()
     RETURNS TABLE (severity text, object text, problem text, fix text)
     STABLE LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$

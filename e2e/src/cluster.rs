@@ -180,6 +180,7 @@ pub struct Builder {
     token: Option<String>,
     deadline: Duration,
     with_pg_oncall: bool,
+    extension_version: Option<String>,
 }
 
 impl Builder {
@@ -209,6 +210,13 @@ impl Builder {
     pub fn without_pg_oncall(mut self) -> Builder {
         self.with_pg_oncall = false;
         self.wait_ready = false;
+        self
+    }
+
+    /// `CREATE EXTENSION pg_oncall VERSION '<version>'` (an older release, to upgrade from)
+    /// instead of the default version.
+    pub fn extension_version(mut self, version: &str) -> Builder {
+        self.extension_version = Some(version.to_string());
         self
     }
 
@@ -263,7 +271,7 @@ impl Cluster {
             .and_then(|s| s.parse().ok())
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_DEADLINE);
-        Builder { conf: Vec::new(), wait_ready: true, pagerduty_url: None, token: None, deadline, with_pg_oncall: true }
+        Builder { conf: Vec::new(), wait_ready: true, pagerduty_url: None, token: None, deadline, with_pg_oncall: true, extension_version: None }
     }
 
     /// A fake PagerDuty accepting `token`, and a cluster synced from it: token file written,
@@ -362,9 +370,13 @@ impl Cluster {
         cluster.pg_ctl_start();
         if opts.with_pg_oncall {
             let mut client = cluster.connect();
+            let create = match &opts.extension_version {
+                Some(version) => format!("CREATE EXTENSION pg_oncall VERSION {}", quote_literal(version)),
+                None => "CREATE EXTENSION pg_oncall".to_string(),
+            };
             client
-                .batch_execute("CREATE EXTENSION pg_oncall")
-                .unwrap_or_else(|e| panic!("e2e: CREATE EXTENSION pg_oncall failed: {}\n{}", error_text(&e), cluster.log_tail()));
+                .batch_execute(&create)
+                .unwrap_or_else(|e| panic!("e2e: {create} failed: {}\n{}", error_text(&e), cluster.log_tail()));
         }
         if cluster.wait_ready {
             cluster.wait_ready();
@@ -734,7 +746,15 @@ impl Cluster {
     /// `postgres`, messages in English (`LC_ALL=C`). Add arguments (and `PGAPPNAME`, another
     /// `PGUSER`/`PGDATABASE`...) and run it; it runs as the current OS user.
     pub fn psql(&self) -> Command {
-        let mut cmd = Command::new(self.bindir.join("psql"));
+        let mut cmd = self.client("psql");
+        cmd.arg("-X");
+        cmd
+    }
+
+    /// A client program of this major (`pg_dump`, `psql`...) with the environment of
+    /// [`Cluster::psql`], without arguments.
+    pub fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bindir.join(program));
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C")
@@ -743,7 +763,6 @@ impl Cluster {
             .env("PGUSER", "postgres")
             .env("PGDATABASE", "postgres")
             .env("PGCONNECT_TIMEOUT", "10")
-            .arg("-X")
             .stdin(Stdio::null());
         cmd
     }

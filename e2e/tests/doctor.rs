@@ -195,7 +195,7 @@ fn role_findings_appear_and_their_fixes_clear_them() {
 
     // A member holding ADMIN OPTION on the gated role.
     run(&mut admin, "GRANT prod_admin TO bob WITH ADMIN OPTION");
-    let f = expect_findings(&mut admin, &[("warning", "role bob")], "bob WITH ADMIN OPTION");
+    let f = expect_findings(&mut admin, &[("error", "role bob")], "bob WITH ADMIN OPTION");
     assert!(finding(&f, "role bob").problem.contains("ADMIN OPTION"), "{f:?}");
     apply_fix(&mut admin, &finding(&f, "role bob").fix.clone());
     expect_clean(&mut admin, "after REVOKE ADMIN OPTION");

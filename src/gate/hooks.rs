@@ -76,6 +76,7 @@ pub unsafe extern "C-unwind" fn pg_oncall_before_utility(
         if !is_exempt(stmt) {
             statement::recheck_current_role();
         }
+        statement::held_cursors(stmt);
         membership::judge_statement(stmt);
         catalog::refuse_renaming_a_gated_role(stmt);
         state.may_drop_extension = catalog::may_drop_extension(stmt);
@@ -128,11 +129,12 @@ pub unsafe extern "C-unwind" fn pg_oncall_executor_end(query_desc: *mut pg_sys::
     statement::executor_end(query_desc);
 }
 
-/// A function about to be called outside the executor's statements (libpq fast path), or
-/// prepared for a call by the executor.
+/// Work that starts outside the executor's statements while a role is current: a fast-path
+/// function call (libpq's PQfn, large objects), a function call the executor prepares, and
+/// each PL/pgSQL statement (whose simple expressions never reach the executor).
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pg_oncall_function_execute(_function: pg_sys::Oid) {
+pub unsafe extern "C-unwind" fn pg_oncall_work_starts() {
     statement::recheck_current_role();
 }
 

@@ -56,6 +56,10 @@ pub fn recheck_current_role() -> Option<pg_sys::Oid> {
 }
 
 thread_local! {
+    /// Cursors declared WITH HOLD while a gated role was current (name, role): after their
+    /// transaction commits they are read from a stored result, without the executor, so each
+    /// FETCH or MOVE is judged here against that role.
+    static HELD_CURSORS: RefCell<Vec<(String, pg_sys::Oid)>> = const { RefCell::new(Vec::new()) };
     /// Statements started with a gated role current (the QueryDesc's address, the role): their
     /// later runs (FETCH, a resumed portal) are judged against that role, whoever is current
     /// by then. Emptied at the end of each transaction.
@@ -102,5 +106,46 @@ unsafe extern "C-unwind" fn forget_started(event: pg_sys::XactEvent::Type, _arg:
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT
     ) {
         STARTED_AS.with_borrow_mut(Vec::clear);
+    }
+}
+
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+unsafe fn cursor_name(name: *const std::ffi::c_char) -> Option<String> {
+    // SAFETY: per the contract above.
+    (!name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())
+}
+
+/// DECLARE, FETCH, MOVE and CLOSE of cursors kept past their transaction (WITH HOLD).
+///
+/// # Safety
+/// `stmt` is a valid utility parse node.
+pub unsafe fn held_cursors(stmt: *mut pg_sys::Node) {
+    use pg_sys::NodeTag::*;
+    // SAFETY: each arm casts to the node type its tag names.
+    unsafe {
+        match (*stmt).type_ {
+            T_DeclareCursorStmt => {
+                let declare = stmt as *mut pg_sys::DeclareCursorStmt;
+                let Some(name) = cursor_name((*declare).portalname) else { return };
+                HELD_CURSORS.with_borrow_mut(|held| held.retain(|(n, _)| *n != name));
+                let holds = (*declare).options & pg_sys::CURSOR_OPT_HOLD as i32 != 0;
+                if let Some(role) = roles::current_role().filter(|_| holds) {
+                    HELD_CURSORS.with_borrow_mut(|held| held.push((name, role)));
+                }
+            }
+            T_FetchStmt => {
+                let Some(name) = cursor_name((*(stmt as *mut pg_sys::FetchStmt)).portalname) else { return };
+                let role = HELD_CURSORS.with_borrow(|held| held.iter().find(|(n, _)| *n == name).map(|&(_, r)| r));
+                if let Some(role) = role {
+                    judge_role(role);
+                }
+            }
+            T_ClosePortalStmt => match cursor_name((*(stmt as *mut pg_sys::ClosePortalStmt)).portalname) {
+                Some(name) => HELD_CURSORS.with_borrow_mut(|held| held.retain(|(n, _)| *n != name)),
+                None => HELD_CURSORS.with_borrow_mut(Vec::clear),
+            },
+            _ => {}
+        }
     }
 }

@@ -13,6 +13,9 @@
 
 #include "catalog/objectaccess.h"
 #include "executor/executor.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "plpgsql.h"
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
 #include "utils/elog.h"
@@ -40,7 +43,7 @@ extern void pg_oncall_after_utility(PlannedStmt *pstmt, UtilityState *state);
 extern void pg_oncall_executor_start(QueryDesc *queryDesc);
 extern void pg_oncall_executor_run(QueryDesc *queryDesc);
 extern void pg_oncall_executor_end(QueryDesc *queryDesc);
-extern void pg_oncall_function_execute(Oid functionId);
+extern void pg_oncall_work_starts(void);
 extern void pg_oncall_client_authentication(struct Port *port, int status);
 
 /* The SQLSTATE of pg_oncall's audit lines ("OC000"), which nothing else may claim. */
@@ -57,6 +60,91 @@ static object_access_hook_type prev_object_access = NULL;
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 static emit_log_hook_type prev_emit_log = NULL;
 static bool emitting_audit_line = false;
+
+/*
+ * PL/pgSQL's plugin slot (one pointer, shared through a rendezvous variable): each PL/pgSQL
+ * statement reports its start there, also the simple expressions (`x := f()`, `PERFORM f()`,
+ * RAISE arguments) that PL/pgSQL evaluates without the executor. A plugin that held the slot
+ * before us is chained; one that takes it later is chained again at the next statement.
+ */
+static PLpgSQL_plugin oncall_plpgsql_plugin;
+static PLpgSQL_plugin **plpgsql_plugin_slot = NULL;
+static PLpgSQL_plugin *chained_plpgsql_plugin = NULL;
+
+/* PL/pgSQL fills these in the plugin it sees (ours); the chained plugin needs them too. */
+static PLpgSQL_plugin *
+chained_plugin(void)
+{
+	PLpgSQL_plugin *chained = chained_plpgsql_plugin;
+
+	if (chained)
+	{
+		chained->error_callback = oncall_plpgsql_plugin.error_callback;
+		chained->assign_expr = oncall_plpgsql_plugin.assign_expr;
+		chained->assign_value = oncall_plpgsql_plugin.assign_value;
+		chained->eval_datum = oncall_plpgsql_plugin.eval_datum;
+		chained->cast_value = oncall_plpgsql_plugin.cast_value;
+	}
+	return chained;
+}
+
+static void
+oncall_plpgsql_func_setup(PLpgSQL_execstate *estate, PLpgSQL_function *func)
+{
+	PLpgSQL_plugin *chained = chained_plugin();
+
+	if (chained && chained->func_setup)
+		chained->func_setup(estate, func);
+}
+
+static void
+oncall_plpgsql_func_beg(PLpgSQL_execstate *estate, PLpgSQL_function *func)
+{
+	PLpgSQL_plugin *chained = chained_plugin();
+
+	if (chained && chained->func_beg)
+		chained->func_beg(estate, func);
+}
+
+static void
+oncall_plpgsql_func_end(PLpgSQL_execstate *estate, PLpgSQL_function *func)
+{
+	PLpgSQL_plugin *chained = chained_plugin();
+
+	if (chained && chained->func_end)
+		chained->func_end(estate, func);
+}
+
+static void
+oncall_plpgsql_stmt_beg(PLpgSQL_execstate *estate, PLpgSQL_stmt *stmt)
+{
+	PLpgSQL_plugin *chained = chained_plugin();
+
+	if (chained && chained->stmt_beg)
+		chained->stmt_beg(estate, stmt);
+	if (OidIsValid(GetCurrentRoleId()))
+		pg_oncall_work_starts();
+}
+
+static void
+oncall_plpgsql_stmt_end(PLpgSQL_execstate *estate, PLpgSQL_stmt *stmt)
+{
+	PLpgSQL_plugin *chained = chained_plugin();
+
+	if (chained && chained->stmt_end)
+		chained->stmt_end(estate, stmt);
+}
+
+/* Takes PL/pgSQL's plugin slot back if a plugin loaded later took it (and chains that one). */
+static inline void
+hold_plpgsql_plugin_slot(void)
+{
+	if (plpgsql_plugin_slot && *plpgsql_plugin_slot != &oncall_plpgsql_plugin)
+	{
+		chained_plpgsql_plugin = *plpgsql_plugin_slot;
+		*plpgsql_plugin_slot = &oncall_plpgsql_plugin;
+	}
+}
 
 /*
  * The `role` setting: SET ROLE, SET LOCAL ROLE, set_config('role', ...), a function's
@@ -83,6 +171,7 @@ oncall_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 {
 	UtilityState state = {0};
 
+	hold_plpgsql_plugin_slot();
 	pg_oncall_before_utility(pstmt, context, &state);
 	PG_TRY();
 	{
@@ -103,6 +192,7 @@ oncall_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 static void
 oncall_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	hold_plpgsql_plugin_slot();
 	pg_oncall_executor_start(queryDesc);
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
@@ -151,8 +241,8 @@ oncall_object_access(ObjectAccessType access, Oid classId, Oid objectId, int sub
 {
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
-	if (access == OAT_FUNCTION_EXECUTE)
-		pg_oncall_function_execute(objectId);
+	if (access == OAT_FUNCTION_EXECUTE && OidIsValid(GetCurrentRoleId()))
+		pg_oncall_work_starts();
 }
 
 /* A login, once authenticated: logging in as a role with gate_login needs it on call. */
@@ -243,6 +333,13 @@ pg_oncall_install_hooks(void)
 	ClientAuthentication_hook = oncall_ClientAuthentication;
 	prev_emit_log = emit_log_hook;
 	emit_log_hook = oncall_emit_log;
+	oncall_plpgsql_plugin.func_setup = oncall_plpgsql_func_setup;
+	oncall_plpgsql_plugin.func_beg = oncall_plpgsql_func_beg;
+	oncall_plpgsql_plugin.func_end = oncall_plpgsql_func_end;
+	oncall_plpgsql_plugin.stmt_beg = oncall_plpgsql_stmt_beg;
+	oncall_plpgsql_plugin.stmt_end = oncall_plpgsql_stmt_end;
+	plpgsql_plugin_slot = (PLpgSQL_plugin **) find_rendezvous_variable("PLpgSQL_plugin");
+	hold_plpgsql_plugin_slot();
 	return true;
 }
 

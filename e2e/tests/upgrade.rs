@@ -1,0 +1,128 @@
+//! Upgrades (DESIGN.md, "Releases"): a cluster created at each released version and filled
+//! with every kind of row keeps all of it through `ALTER EXTENSION pg_oncall UPDATE`, ends with
+//! exactly the schema of a fresh install, and is enforced by the new library before and after
+//! the update.
+
+use std::time::Duration;
+
+use e2e::*;
+use postgres::Client;
+
+/// Every released version a DBA may upgrade from (add each release here).
+const RELEASED: &[&str] = &["0.1.0"];
+
+/// `pg_dump --schema-only` of database `postgres` in binary-upgrade mode (the one mode that
+/// dumps each of an extension's member objects), without what differs between any two
+/// clusters: OIDs and relfilenodes, the dump's own version, its random `\restrict` key.
+fn schema(cluster: &Cluster) -> String {
+    let out = cluster
+        .client("pg_dump")
+        .args(["--schema-only", "--binary-upgrade", "--no-owner", "-d", "postgres"])
+        .output()
+        .expect("run pg_dump");
+    assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("-- Dumped") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .filter(|l| !l.contains("binary_upgrade_set_next") && !l.contains("binary_upgrade_set_record_init_privs"))
+        .filter(|l| !l.contains("relfrozenxid") && !l.contains("relminmxid"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rows(c: &mut Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e))).iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+const TABLES: [&str; 4] = [
+    "SELECT g::text FROM oncall.gated_roles AS g ORDER BY 1",
+    "SELECT i::text FROM oncall.identities AS i ORDER BY 1",
+    "SELECT s::text FROM oncall.shifts AS s ORDER BY 1",
+    "SELECT s::text FROM oncall.sync_state AS s ORDER BY 1",
+];
+
+fn fill(admin: &mut Client) {
+    admin
+        .batch_execute(
+            "CREATE ROLE prod_admin NOLOGIN;
+             CREATE ROLE ops_bot LOGIN;
+             CREATE ROLE alice LOGIN NOINHERIT;
+             CREATE ROLE bob LOGIN NOINHERIT;
+             GRANT prod_admin TO alice, bob;
+             SELECT oncall.gate_role('prod_admin', escalation_policy_ids => '{PT20YPA,PABC}', min_escalation_level => 1,
+                                     max_escalation_level => 2);
+             SELECT oncall.gate_role('ops_bot', schedule_ids => '{SCHED1}', gate_login => true);
+             INSERT INTO oncall.identities VALUES ('alice', 'alice@example.com'), ('bob', 'Bob@Example.com');
+             INSERT INTO oncall.shifts (source, email, starts_at, ends_at)
+                  VALUES ('manual', 'alice@example.com', now() - interval '1 minute', now() + interval '1 hour');
+             SELECT oncall.override('carol@example.com', '2 hours', 'INC-1: disk full');
+             INSERT INTO oncall.shifts (source, email, pagerduty_user_id, escalation_policy_id, escalation_level,
+                                        schedule_id, starts_at, ends_at, synced_at)
+                  VALUES ('pagerduty', 'bob@example.com', 'PUSER1', 'PT20YPA', 1, 'SCHED1', now() - interval '1 hour',
+                          now() + interval '3 hours', now());
+             UPDATE oncall.sync_state SET token_configured = true, last_attempt_at = now(), last_success_at = now(),
+                    shifts = 1, pages = 1, requests = 1, duration_ms = 12.5, syncs_ok = 3, syncs_failed = 1;",
+        )
+        .unwrap_or_else(|e| panic!("fill the tables: {}", error_text(&e)));
+}
+
+/// Whether `user` may SET ROLE prod_admin (waiting for the snapshot to catch up).
+fn may_switch(cluster: &Cluster, user: &str) -> bool {
+    let mut session = cluster.connect_as(user);
+    wait_until(Duration::from_secs(5), || session.batch_execute("SET ROLE prod_admin; RESET ROLE").is_ok())
+}
+
+/// Whether `user` may SET ROLE prod_admin once every committed change reached the snapshot.
+fn may_switch_now(cluster: &Cluster, user: &str) -> bool {
+    let mut admin = cluster.connect();
+    admin.execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', $1)", &[&PROBE_EMAIL]).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || is_on_call(&mut admin, PROBE_EMAIL)), "the snapshot follows the tables");
+    admin.execute("DELETE FROM oncall.shifts WHERE email = $1", &[&PROBE_EMAIL]).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !is_on_call(&mut admin, PROBE_EMAIL)), "the snapshot follows the tables");
+    cluster.connect_as(user).batch_execute("SET ROLE prod_admin").is_ok()
+}
+
+#[test]
+fn every_release_upgrades_keeping_every_row_to_the_fresh_schema() {
+    let fresh = Cluster::start(&[]);
+    let fresh_schema = schema(&fresh);
+    let version: String = fresh.connect().query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_oncall'", &[]).unwrap().get(0);
+    for &old in RELEASED {
+        let cluster = Cluster::builder().extension_version(old).start();
+        let mut admin = cluster.connect();
+        fill(&mut admin);
+        // The new library enforces the old catalog: alice by her manual shift, bob by his
+        // PagerDuty shift (fresh: sync_state says it synced now).
+        assert!(may_switch(&cluster, "alice"), "{old}: alice is allowed with the {old} catalog");
+        assert!(may_switch(&cluster, "bob"), "{old}: bob is allowed with the {old} catalog");
+        admin.batch_execute("DELETE FROM oncall.shifts WHERE email = 'bob@example.com'").unwrap();
+        assert!(!may_switch_now(&cluster, "bob"), "{old}: bob is refused once his shift is gone");
+        admin.batch_execute(
+            "INSERT INTO oncall.shifts (source, email, pagerduty_user_id, escalation_policy_id, escalation_level, schedule_id,
+                                        starts_at, ends_at, synced_at)
+                  VALUES ('pagerduty', 'dave@example.com', 'PUSER2', 'PABC', 2, NULL, now(), NULL, now())",
+        ).unwrap();
+        let before: Vec<Vec<String>> = TABLES.iter().map(|q| rows(&mut admin, q)).collect();
+        assert!(before.iter().all(|t| !t.is_empty()), "{old}: every table has rows: {before:?}");
+
+        admin.batch_execute("ALTER EXTENSION pg_oncall UPDATE").unwrap_or_else(|e| panic!("{old}: ALTER EXTENSION UPDATE: {}", error_text(&e)));
+        let now: String = admin.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_oncall'", &[]).unwrap().get(0);
+        assert_eq!(now, version, "{old}: updated to the current version");
+        let after: Vec<Vec<String>> = TABLES.iter().map(|q| rows(&mut admin, q)).collect();
+        assert_eq!(after, before, "{old}: every row is kept");
+        let upgraded = schema(&cluster);
+        if upgraded != fresh_schema {
+            let diff: Vec<String> = upgraded
+                .lines()
+                .zip(fresh_schema.lines())
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .take(10)
+                .map(|(i, (a, b))| format!("line {i}:\n  upgraded: {a}\n  fresh:    {b}"))
+                .collect();
+            panic!("{old}: the upgraded schema differs from a fresh install of {version}:\n{}", diff.join("\n"));
+        }
+        assert!(may_switch(&cluster, "alice"), "{old}: the gate allows after the update");
+        assert!(!may_switch_now(&cluster, "bob"), "{old}: the gate refuses after the update");
+    }
+}
