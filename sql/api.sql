@@ -41,12 +41,17 @@ CREATE OR REPLACE FUNCTION @extschema@.status(OUT token_configured boolean, OUT 
                                    OUT last_success_at timestamptz, OUT last_error text, OUT stale boolean,
                                    OUT shifts integer, OUT pages integer, OUT requests integer,
                                    OUT duration_ms double precision, OUT next_attempt_at timestamptz,
-                                   OUT syncs_ok bigint, OUT syncs_failed bigint) RETURNS record
+                                   OUT syncs_ok bigint, OUT syncs_failed bigint,
+                                   OUT elevation_events_dropped bigint) RETURNS record
     STABLE LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$ SELECT s.token_configured, s.last_attempt_at, s.last_success_at, s.last_error,
                  @extschema@._is_stale(s.last_success_at),
-                 s.shifts, s.pages, s.requests, s.duration_ms, s.next_attempt_at, s.syncs_ok, s.syncs_failed
+                 s.shifts, s.pages, s.requests, s.duration_ms, s.next_attempt_at, s.syncs_ok, s.syncs_failed,
+                 @extschema@._elevation_events_dropped()
             FROM @extschema@.sync_state AS s $$;
+
+CREATE OR REPLACE FUNCTION @extschema@._elevation_events_dropped() RETURNS bigint
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'elevation_events_dropped_wrapper';
 
 CREATE OR REPLACE FUNCTION @extschema@._is_stale(last_success_at timestamptz) RETURNS boolean
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'is_stale_wrapper';
@@ -61,7 +66,9 @@ CREATE OR REPLACE FUNCTION @extschema@.stats() RETURNS TABLE (route text, decisi
 
 CREATE OR REPLACE FUNCTION @extschema@.gate_role(role_name name, escalation_policy_ids text[] DEFAULT NULL,
                                       schedule_ids text[] DEFAULT NULL, min_escalation_level int DEFAULT NULL,
-                                      max_escalation_level int DEFAULT NULL, gate_login boolean DEFAULT false)
+                                      max_escalation_level int DEFAULT NULL, gate_login boolean DEFAULT false,
+                                      require_reason boolean DEFAULT false, max_duration interval DEFAULT NULL,
+                                      require_incident boolean DEFAULT false)
     RETURNS void
     VOLATILE LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
     AS $$
@@ -74,12 +81,15 @@ BEGIN
             USING ERRCODE = 'undefined_object', HINT = 'Create the role first, then gate it.';
     END IF;
     INSERT INTO @extschema@.gated_roles AS g
+           (role_name, escalation_policy_ids, schedule_ids, min_escalation_level, max_escalation_level, gate_login,
+            require_reason, max_duration, require_incident)
         VALUES (role_name, escalation_policy_ids, schedule_ids, min_escalation_level, max_escalation_level,
-                coalesce(gate_login, false))
+                coalesce(gate_login, false), coalesce(require_reason, false), max_duration, coalesce(require_incident, false))
     ON CONFLICT ON CONSTRAINT gated_roles_pkey DO UPDATE
         SET escalation_policy_ids = excluded.escalation_policy_ids, schedule_ids = excluded.schedule_ids,
             min_escalation_level = excluded.min_escalation_level, max_escalation_level = excluded.max_escalation_level,
-            gate_login = excluded.gate_login;
+            gate_login = excluded.gate_login, require_reason = excluded.require_reason,
+            max_duration = excluded.max_duration, require_incident = excluded.require_incident;
 END
 $$;
 
@@ -115,6 +125,15 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------- elevations (superusers, pg_monitor)
+
+CREATE OR REPLACE VIEW @extschema@.elevations AS
+    SELECT e.id, e."session_user", e.identity, e.role, e.route, e.database, e.backend_pid, e.client_addr,
+           e.application_name, e.reason, e.incident_ids, e.started_at, e.ended_at, e.end_reason, e.statements
+      FROM @extschema@.elevation_records AS e;
+COMMENT ON VIEW @extschema@.elevations IS
+    'One row per elevation: who held which gated role, from when to when, why, how it ended, how many statements.';
+
 -- ---------------------------------------------------------------- change propagation
 
 CREATE OR REPLACE FUNCTION @extschema@._reload_after_commit() RETURNS void
@@ -129,21 +148,22 @@ CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TR
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.shifts
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
--- Fix (e2e): sync_state.last_success_at is part of the snapshot (it decides whether PagerDuty
--- rows are stale), so a change to it must reach decisions too; before, an UPDATE of it alone
--- (by a DBA, or a restore) was ignored until some other table changed. Only UPDATEs naming
--- last_success_at fire, so the worker's failed-sync bookkeeping does not reload the snapshot.
+-- sync_state.last_success_at is part of the snapshot (it decides whether PagerDuty rows are
+-- stale): a DBA's or a restore's change to it reloads too. Only UPDATEs naming it fire, so the
+-- worker's bookkeeping of failed syncs does not reload the snapshot.
 CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OF last_success_at OR DELETE OR TRUNCATE ON @extschema@.sync_state
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 
 -- ---------------------------------------------------------------- privileges
 
 REVOKE ALL ON FUNCTION @extschema@._refresh(boolean, bigint), @extschema@.refresh(boolean, interval),
-    @extschema@.gate_role(name, text[], text[], int, int, boolean), @extschema@.ungate_role(name),
+    @extschema@.gate_role(name, text[], text[], int, int, boolean, boolean, interval, boolean), @extschema@.ungate_role(name),
     @extschema@.override(text, interval, text, text), @extschema@._reload_after_commit(),
     @extschema@._config_changed(), @extschema@.status(), @extschema@.stats(), @extschema@._is_stale(timestamptz),
-    @extschema@._snapshot_overflowed()
+    @extschema@._snapshot_overflowed(), @extschema@._elevation_events_dropped()
     FROM PUBLIC;
+REVOKE ALL ON @extschema@.elevations FROM PUBLIC;
+GRANT SELECT ON @extschema@.elevations TO pg_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.status(), @extschema@.stats(), @extschema@._is_stale(timestamptz) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.check_oncall_access(), @extschema@.check_oncall_access(name),
     @extschema@.is_on_call(text, int, text[]), @extschema@.whoami(), @extschema@._whoami() TO PUBLIC;

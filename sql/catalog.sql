@@ -18,7 +18,10 @@ CREATE TABLE @extschema@.gated_roles (
     min_escalation_level int CHECK (min_escalation_level >= 1),
     max_escalation_level int CHECK (max_escalation_level >= 1),
     gate_login           boolean NOT NULL DEFAULT false,
-    CONSTRAINT gated_roles_levels_ordered CHECK (max_escalation_level >= min_escalation_level)
+    CONSTRAINT gated_roles_levels_ordered CHECK (max_escalation_level >= min_escalation_level),
+    require_reason       boolean NOT NULL DEFAULT false,
+    max_duration         interval CHECK (max_duration > interval '0'),
+    require_incident     boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE @extschema@.gated_roles IS
     'Roles that only an on-call session user may assume (pg_oncall). NULL arrays mean any; NULL levels fall back to the GUCs.';
@@ -65,9 +68,34 @@ CREATE TABLE @extschema@.sync_state (
 );
 INSERT INTO @extschema@.sync_state DEFAULT VALUES;
 
+-- One row per elevation (a stretch of a session with a gated role current), written by the
+-- worker from what backends queue (never in the user's transaction); read through the view
+-- oncall.elevations.
+CREATE TABLE @extschema@.elevation_records (
+    id               bigint PRIMARY KEY,
+    "session_user"   name NOT NULL,
+    identity         text,
+    role             name NOT NULL,
+    route            text NOT NULL,
+    database         name,
+    backend_pid      int NOT NULL,
+    client_addr      inet,
+    application_name text,
+    reason           text,
+    incident_ids     text[],
+    started_at       timestamptz NOT NULL,
+    ended_at         timestamptz,
+    end_reason       text CHECK (end_reason IN ('reset', 'switch', 'session_end', 'shift_end', 'max_duration', 'refused')),
+    statements       bigint
+);
+CREATE INDEX elevation_records_started_at_idx ON @extschema@.elevation_records (started_at);
+COMMENT ON TABLE @extschema@.elevation_records IS
+    'Elevations recorded by the pg_oncall worker; read them through oncall.elevations.';
+
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.gated_roles', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.identities', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.shifts', $$WHERE source = 'manual'$$);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.elevation_records', '');

@@ -141,6 +141,11 @@ fn snapshot_overflowed() -> bool {
 }
 
 #[pg_extern(sql = false)]
+fn elevation_events_dropped() -> i64 {
+    crate::elevations::queue::dropped() as i64
+}
+
+#[pg_extern(sql = false)]
 fn stats() -> TableIterator<'static, (name!(route, String), name!(decision, String), name!(count, i64))> {
     TableIterator::new(
         stats::all().into_iter().map(|(route, decision, count)| (route.to_owned(), decision.to_owned(), count as i64)),

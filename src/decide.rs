@@ -202,6 +202,37 @@ fn decide_inherited(role_oid: pg_sys::Oid, email: Option<&str>, now: i64) -> Opt
     .flatten()
 }
 
+/// What the rules of a gated role ask of an elevation beyond being on call.
+#[derive(Clone, Copy, Default)]
+pub struct Limits {
+    pub require_reason: bool,
+    /// µs; the shortest of the rules that apply.
+    pub max_duration: Option<i64>,
+}
+
+/// The limits of `role_oid`'s own rule, or of every gated role it inherits. Needs a transaction.
+pub fn limits(role_oid: pg_sys::Oid) -> Limits {
+    let name = roles::name_of(role_oid).unwrap_or_default();
+    let direct = snapshot::read(|view| view.gated_role(role_oid, &name).map(|r| (r.require_reason, r.max_duration))).flatten();
+    let rules: Vec<(bool, Option<i64>)> = match direct {
+        Some(rule) => vec![rule],
+        None => {
+            let inherited = inherited_gated_roles(role_oid);
+            snapshot::read(|view| {
+                inherited.iter().filter_map(|&g| view.gated_role(g, "")).map(|r| (r.require_reason, r.max_duration)).collect()
+            })
+            .unwrap_or_default()
+        }
+    };
+    rules.into_iter().fold(Limits::default(), |acc, (require_reason, max_duration)| Limits {
+        require_reason: acc.require_reason || require_reason,
+        max_duration: match (acc.max_duration, max_duration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    })
+}
+
 /// Whether using `role_oid` is gated: by its own rule, or by those of the gated roles it inherits.
 pub fn is_gated(role_oid: pg_sys::Oid, name: &str) -> bool {
     snapshot::read(|view| view.gated_role(role_oid, name).is_some()).unwrap_or(false)

@@ -17,6 +17,20 @@ pub enum Enforcement {
     Off,
 }
 
+/// Which statements of an elevation get a `pg_oncall: statement` line, as PostgreSQL's own
+/// `log_statement` chooses.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogStatements {
+    #[name = c"none"]
+    None,
+    #[name = c"ddl"]
+    Ddl,
+    #[name = c"mod"]
+    Mod,
+    #[name = c"all"]
+    All,
+}
+
 /// "No upper bound" for `max_escalation_level`; any value above every real level.
 pub const NO_MAX_LEVEL: i32 = 0;
 
@@ -35,6 +49,12 @@ pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MAX_SHIFTS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MAX_GATED_ROLES: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 pub static MAX_IDENTITIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static LOG_STATEMENTS: GucSetting<LogStatements> = GucSetting::<LogStatements>::new(LogStatements::All);
+pub static LOG_STATEMENT_MAX_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(4096);
+pub static ELEVATIONS_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(90 * 24 * 3600);
+pub static WARN_BEFORE_END_S: GucSetting<i32> = GucSetting::<i32>::new(10 * 60);
+pub static REASON: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static ELEVATION_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 /// Bumped whenever a setting that decisions depend on changes, so cached decisions die with it.
 static CONFIG_EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -208,6 +228,62 @@ pub fn register() {
         Postmaster,
         none,
     );
+    GucRegistry::define_enum_guc(
+        c"pg_oncall.log_statements",
+        c"Which statements run during an elevation are logged: none, ddl, mod or all (as log_statement).",
+        c"",
+        &LOG_STATEMENTS,
+        Sighup,
+        none,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oncall.log_statement_max_length",
+        c"Longest statement text, in bytes, that an elevation's statement line carries; longer texts are cut.",
+        c"",
+        &LOG_STATEMENT_MAX_LENGTH,
+        0,
+        1024 * 1024,
+        Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oncall.elevations_retention",
+        c"How long oncall.elevations keeps an elevation's record.",
+        c"",
+        &ELEVATIONS_RETENTION_S,
+        3600,
+        i32::MAX,
+        Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oncall.warn_before_end",
+        c"While elevated, a NOTICE tells the client once when less than this remains before the shift or the time limit ends.",
+        c"",
+        &WARN_BEFORE_END_S,
+        0,
+        i32::MAX,
+        Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oncall.reason",
+        c"Why you are about to assume a gated role (an incident, a ticket); logged and recorded with the elevation.",
+        c"Set it before SET ROLE. Rules with require_reason refuse a switch without one.",
+        &REASON,
+        GucContext::Userset,
+        none,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oncall.elevation_queue_size",
+        c"Elevation events a backend can hand to the worker before it records them; further ones are counted as dropped.",
+        c"",
+        &ELEVATION_QUEUE_SIZE,
+        16,
+        1_000_000,
+        Postmaster,
+        none,
+    );
     // SAFETY: called from _PG_init in the postmaster, after our variables are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pg_oncall".as_ptr()) };
 }
@@ -244,4 +320,19 @@ pub fn max_staleness_us() -> i64 {
 
 pub fn enforcement() -> Enforcement {
     ENFORCEMENT.get()
+}
+
+pub fn log_statements() -> LogStatements {
+    LOG_STATEMENTS.get()
+}
+
+/// `pg_oncall.reason`, trimmed; `None` when unset or blank.
+pub fn reason() -> Option<String> {
+    let reason = string_of(&REASON);
+    let reason = reason.trim();
+    (!reason.is_empty()).then(|| reason.to_owned())
+}
+
+pub fn warn_before_end_us() -> i64 {
+    i64::from(WARN_BEFORE_END_S.get()) * 1_000_000
 }

@@ -1,13 +1,15 @@
 //! pg_oncall: privileged PostgreSQL roles only while you are on call in PagerDuty.
 //! The data flow, one module per stage: PagerDuty → `sync` (worker) → tables → `snapshot`
 //! (shared memory) → `decide` (this backend's decisions) → `gate` (hooks) and `api` (SQL
-//! functions). `pg` wraps the PostgreSQL interfaces several stages use; `guc` the settings.
+//! functions); `gate` → `elevations` (queue) → worker → `oncall.elevation_records`. `pg` wraps
+//! the PostgreSQL interfaces several stages use; `guc` the settings.
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 mod api;
 mod decide;
+mod elevations;
 mod gate;
 mod guc;
 mod pg;
@@ -22,8 +24,10 @@ pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!("../sql/api.sql", name = "api", finalize);
 pgrx::extension_sql_file!("../sql/doctor.sql", name = "doctor", requires = ["api"]);
 
-/// Every shared segment: the snapshot, the worker's wake-ups, the gate's counters.
-static SEGMENTS: [&pg::shmem::Segment; 3] = [&snapshot::SEGMENT, &sync::signal::SEGMENT, &gate::stats::SEGMENT];
+/// Every shared segment: the snapshot, the worker's wake-ups, the gate's counters, the
+/// elevations on their way to the table.
+static SEGMENTS: [&pg::shmem::Segment; 4] =
+    [&snapshot::SEGMENT, &sync::signal::SEGMENT, &gate::stats::SEGMENT, &elevations::queue::SEGMENT];
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

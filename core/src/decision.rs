@@ -73,6 +73,10 @@ pub enum Reason {
     OutsideLevels,
     OutsidePolicies,
     NotLoaded,
+    /// The rule needs `pg_oncall.reason` and none was given (decided by the gate, not here).
+    NoReasonGiven,
+    /// The elevation reached the rule's `max_duration` (decided by the gate, not here).
+    TimeLimit,
 }
 
 impl Reason {
@@ -85,6 +89,8 @@ impl Reason {
             Reason::OutsideLevels => "outside escalation levels",
             Reason::OutsidePolicies => "outside escalation policies or schedules",
             Reason::NotLoaded => "snapshot not loaded",
+            Reason::NoReasonGiven => "no reason given",
+            Reason::TimeLimit => "time limit reached",
         }
     }
 }

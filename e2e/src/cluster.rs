@@ -662,6 +662,21 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// An immediate shutdown (as after a backend crash: no shutdown checkpoint, shared memory
+    /// gone) and a start again, then waits for the worker as at start.
+    pub fn crash_and_restart(&mut self) {
+        assert!(
+            self.pg_ctl(&["-m", "immediate", "-w", "-t", "30", "stop"], Duration::from_secs(40)),
+            "e2e: pg_ctl stop -m immediate failed:\n{}\n{}",
+            self.commands_log(),
+            self.log_tail()
+        );
+        self.pg_ctl_start();
+        if self.wait_ready {
+            self.wait_ready();
+        }
+    }
+
     /// Fast shutdown and start again (same directory, port and log), then waits for the
     /// worker as at start.
     pub fn restart(&mut self) {

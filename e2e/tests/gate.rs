@@ -179,7 +179,10 @@ fn parse_audit(line: &str) -> AuditLine {
         };
     }
     let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, AUDIT_KEYS, "the key=value fields of {line:?}");
+    assert_eq!(keys[..AUDIT_KEYS.len().min(keys.len())], AUDIT_KEYS, "the key=value fields of {line:?}");
+    // A switch's line names the elevation it starts and the reason given for it.
+    let extra = &keys[AUDIT_KEYS.len()..];
+    assert!(["elevation", "justification"].starts_with(extra) || extra == ["justification"], "extra fields of {line:?}");
     AuditLine { decision: decision.to_owned(), fields }
 }
 

@@ -6,7 +6,9 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use pgrx::pg_sys;
 
-use super::{catalog, login, membership, statement, switch};
+use crate::pg::roles;
+
+use super::{catalog, elevation, login, membership, statement, switch};
 
 /// The `role` setting's check hook, after PostgreSQL's own check passed: every route that
 /// makes a role current (SET ROLE, set_config, SET clauses, startup options, role defaults).
@@ -19,6 +21,14 @@ pub unsafe extern "C-unwind" fn pg_oncall_check_role(
 ) -> bool {
     // SAFETY: the GUC machinery's arguments, passed through by the shim.
     unsafe { switch::check_role(newval, source) }
+}
+
+/// The `role` setting's assign hook: the current role changed, however (SET, RESET, the end
+/// of SET LOCAL or of a function's SET clause, transaction abort). Must not raise.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pg_oncall_role_assigned() {
+    elevation::role_assigned();
 }
 
 /// What the utility hook remembers between a statement's start and its end.
@@ -66,16 +76,24 @@ unsafe fn sets_role(stmt: *mut pg_sys::Node) -> bool {
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pg_oncall_before_utility(
     pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
     _context: pg_sys::ProcessUtilityContext::Type,
     state: *mut UtilityState,
 ) {
-    // SAFETY: the shim passes the statement being run and its own zeroed state.
+    // SAFETY: the shim passes the statement being run, its source and its own zeroed state.
     unsafe {
         let stmt = (*pstmt).utilityStmt;
         let state = &mut *state;
-        if !is_exempt(stmt) {
-            statement::recheck_current_role();
+        if roles::current_role().is_some() {
+            let (text, level) = statement::utility_statement(pstmt, query_string);
+            let this = elevation::Statement { text: &text, level };
+            if is_exempt(stmt) {
+                statement::exempt_statement(this);
+            } else {
+                statement::recheck_current_role(Some(this));
+            }
         }
+        statement::utility_started(query_string);
         statement::held_cursors(stmt);
         membership::judge_statement(stmt);
         catalog::refuse_renaming_a_gated_role(stmt);
@@ -93,6 +111,7 @@ pub unsafe extern "C-unwind" fn pg_oncall_before_utility(
 pub unsafe extern "C-unwind" fn pg_oncall_utility_finished(state: *mut UtilityState) {
     // SAFETY: the shim's state for this statement.
     switch::mark_set_role(unsafe { (*state).was_in_set_role });
+    statement::utility_finished();
 }
 
 /// After the statement succeeded.
@@ -113,7 +132,8 @@ pub unsafe extern "C-unwind" fn pg_oncall_after_utility(_pstmt: *mut pg_sys::Pla
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pg_oncall_executor_start(query_desc: *mut pg_sys::QueryDesc) {
-    statement::executor_start(query_desc);
+    // SAFETY: the QueryDesc being started, passed through by the shim.
+    unsafe { statement::executor_start(query_desc) };
 }
 
 /// Each run of a started statement (FETCH, a resumed portal).
@@ -129,13 +149,26 @@ pub unsafe extern "C-unwind" fn pg_oncall_executor_end(query_desc: *mut pg_sys::
     statement::executor_end(query_desc);
 }
 
-/// Work that starts outside the executor's statements while a role is current: a fast-path
-/// function call (libpq's PQfn, large objects), a function call the executor prepares, and
-/// each PL/pgSQL statement (whose simple expressions never reach the executor).
+/// A function about to be called while a role is current: through libpq's fast path (PQfn,
+/// large objects: no statement runs it, so it is counted and logged as one), or prepared by
+/// the executor.
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pg_oncall_work_starts() {
-    statement::recheck_current_role();
+pub unsafe extern "C-unwind" fn pg_oncall_function_call(function: pg_sys::Oid, fast_path: bool) {
+    if !fast_path {
+        statement::recheck_current_role(None);
+        return;
+    }
+    let text = format!("fast-path function call: {}", roles::function_name(function));
+    statement::recheck_current_role(Some(elevation::Statement { text: &text, level: pg_sys::LogStmtLevel::LOGSTMT_ALL }));
+}
+
+/// Each PL/pgSQL statement while a role is current, also those PL/pgSQL evaluates without the
+/// executor (`x := f()`, `PERFORM f()`): judged, not counted (the statements they run are).
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pg_oncall_plpgsql_statement() {
+    statement::recheck_current_role(None);
 }
 
 /// A login, once authenticated.

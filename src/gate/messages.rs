@@ -22,6 +22,8 @@ pub fn detail(reason: Reason, role: &str, identity: &Identity) -> String {
             format!("{who} is on call, but not in an escalation policy or schedule the rule for role \"{role}\" admits.")
         }
         Reason::NotLoaded => "pg_oncall has not loaded its snapshot yet.".into(),
+        Reason::NoReasonGiven => format!("The rule for role \"{role}\" requires a reason for each elevation, and pg_oncall.reason is empty."),
+        Reason::TimeLimit => format!("The elevation reached the time limit (max_duration) of the rule for role \"{role}\"."),
         Reason::NotOnCall | Reason::OnCall => format!("{who} is not on call in PagerDuty now."),
     }
 }
@@ -32,6 +34,18 @@ pub fn switch_refused(role: &str, identity: &Identity) -> String {
 
 pub const SWITCH_HINT: &str =
     "Access is granted automatically while you are on call. In an emergency a superuser can grant it with oncall.override().";
+
+pub fn reason_hint(role: &str) -> String {
+    format!("Say why first: SET pg_oncall.reason = 'INC-1234: what you are about to do'; then SET ROLE {role}.")
+}
+
+pub fn time_limit_hint(role: &str) -> String {
+    format!("Run SET ROLE NONE, then SET ROLE {role} again to start a new elevation.")
+}
+
+pub fn ends_soon(role: &str, at: &str, what: &str) -> String {
+    format!("pg_oncall: your elevation to role \"{role}\" ends at {at}, when {what}")
+}
 
 pub fn membership_refused(role: &str, identity: &Identity) -> String {
     format!("pg_oncall: permission denied to act as role \"{role}\" for {} (identity {})", identity.role_name, email(identity))

@@ -4,12 +4,13 @@
 use std::cell::Cell;
 use std::ffi::{c_char, CStr, CString};
 
-use oncall_core::decision::Decision;
+use oncall_core::decision::{Decision, Reason};
 use pgrx::{pg_sys, PgSqlErrorCode};
 
 use super::audit;
+use super::elevation;
 use super::messages;
-use super::stats::Route;
+use super::stats::{Route, Verdict};
 use crate::decide;
 use crate::guc::{self, Enforcement};
 use crate::pg::{roles, time};
@@ -66,26 +67,44 @@ fn in_function_set_clause() -> bool {
     }
 }
 
-/// The verdict on a switch to `role` (already checked by PostgreSQL); `Err((message, detail))`
-/// to refuse it.
-fn decide_switch(role_oid: pg_sys::Oid, role: &str, route: impl FnOnce() -> Route) -> Result<(), (String, String)> {
+/// Why a switch is refused: message, DETAIL, HINT.
+type Refusal = (String, String, String);
+
+/// The verdict on a switch to `role` (already checked by PostgreSQL); an allowed one (or one
+/// `audit` lets through) is the start of an elevation.
+fn decide_switch(role_oid: pg_sys::Oid, role: &str, route: impl FnOnce() -> Route) -> Result<(), Refusal> {
     if guc::enforcement() == Enforcement::Off {
         return Ok(());
     }
     if roles::is_superuser(roles::session_user()) {
-        if crate::snapshot::read(|v| v.gated_role(role_oid, role).is_some()).unwrap_or(false) {
-            audit::superuser_allowed(route(), role, &decide::session_identity());
+        if decide::is_gated(role_oid, role) {
+            let route = route();
+            let identity = decide::session_identity();
+            let id = elevation::switch_allowed(role_oid, role, route, &identity, decide::limits(role_oid).max_duration);
+            audit::superuser_allowed(route, role, &identity, &audit::Elevation { id: Some(id), justification: guc::reason() });
         }
         return Ok(());
     }
-    let Some(decision): Option<Decision> = decide::session_user_may_assume(role_oid, || role.to_owned(), time::now()) else {
+    let Some(mut decision): Option<Decision> = decide::session_user_may_assume(role_oid, || role.to_owned(), time::now()) else {
         return Ok(());
     };
+    let limits = decide::limits(role_oid);
+    let justification = guc::reason();
+    if decision.allowed && limits.require_reason && justification.is_none() {
+        decision = Decision::deny(Reason::NoReasonGiven);
+    }
+    let route = route();
     let identity = decide::session_identity();
-    if !audit::judge(route(), role, &identity, &decision) {
+    let id = (audit::verdict(&decision) != Verdict::Deny)
+        .then(|| elevation::switch_allowed(role_oid, role, route, &identity, limits.max_duration));
+    if !audit::judge_switch(route, role, &identity, &decision, &audit::Elevation { id, justification }) {
         return Ok(());
     }
-    Err((messages::switch_refused(role, &identity), messages::detail(decision.reason, role, &identity)))
+    let hint = match decision.reason {
+        Reason::NoReasonGiven => messages::reason_hint(role),
+        _ => messages::SWITCH_HINT.into(),
+    };
+    Err((messages::switch_refused(role, &identity), messages::detail(decision.reason, role, &identity), hint))
 }
 
 fn pstrdup(text: &str) -> *mut c_char {
@@ -115,14 +134,14 @@ pub unsafe fn check_role(newval: *mut *mut c_char, source: pg_sys::GucSource::Ty
     let Some(role_oid) = roles::oid_of(&name) else { return true };
     match decide_switch(role_oid, &name, || source.route()) {
         Ok(()) => true,
-        Err((message, detail)) => {
+        Err((message, detail, hint)) => {
             // SAFETY: the GUC machinery reports these after the hook returns false; pstrdup'd
             // into the current context, which lives until then.
             unsafe {
                 pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
                 pg_sys::GUC_check_errmsg_string = pstrdup(&message);
                 pg_sys::GUC_check_errdetail_string = pstrdup(&detail);
-                pg_sys::GUC_check_errhint_string = pstrdup(messages::SWITCH_HINT);
+                pg_sys::GUC_check_errhint_string = pstrdup(&hint);
             }
             false
         }

@@ -21,6 +21,7 @@
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
+#include "tcop/pquery.h"
 
 /* libpq/auth.h would pull in libpq-be.h and, through it, GSSAPI's headers: the hook only
  * passes the Port along (Rust reads it with pgrx's per-major definition). */
@@ -37,13 +38,16 @@ typedef struct UtilityState
 } UtilityState;
 
 extern bool pg_oncall_check_role(char **newval, void **extra, GucSource source);
-extern void pg_oncall_before_utility(PlannedStmt *pstmt, ProcessUtilityContext context, UtilityState *state);
+extern void pg_oncall_role_assigned(void);
+extern void pg_oncall_before_utility(PlannedStmt *pstmt, const char *queryString, ProcessUtilityContext context,
+									 UtilityState *state);
 extern void pg_oncall_utility_finished(UtilityState *state);
 extern void pg_oncall_after_utility(PlannedStmt *pstmt, UtilityState *state);
 extern void pg_oncall_executor_start(QueryDesc *queryDesc);
 extern void pg_oncall_executor_run(QueryDesc *queryDesc);
 extern void pg_oncall_executor_end(QueryDesc *queryDesc);
-extern void pg_oncall_work_starts(void);
+extern void pg_oncall_function_call(Oid functionId, bool fast_path);
+extern void pg_oncall_plpgsql_statement(void);
 extern void pg_oncall_client_authentication(struct Port *port, int status);
 
 /* The SQLSTATE of pg_oncall's audit lines ("OC000"), which nothing else may claim. */
@@ -52,6 +56,7 @@ extern void pg_oncall_client_authentication(struct Port *port, int status);
 #define ERRCODE_ONCALL_AUDIT_IMPOSTOR MAKE_SQLSTATE('P', '0', '0', '0', '1')
 
 static GucStringCheckHook original_role_check = NULL;
+static GucStringAssignHook original_role_assign = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
@@ -123,7 +128,7 @@ oncall_plpgsql_stmt_beg(PLpgSQL_execstate *estate, PLpgSQL_stmt *stmt)
 	if (chained && chained->stmt_beg)
 		chained->stmt_beg(estate, stmt);
 	if (OidIsValid(GetCurrentRoleId()))
-		pg_oncall_work_starts();
+		pg_oncall_plpgsql_statement();
 }
 
 static void
@@ -160,6 +165,19 @@ oncall_check_role(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * Each change of the current role, also those no check hook sees (RESET, the end of SET LOCAL
+ * or of a function's SET clause, transaction abort): where elevations start and end. Assign
+ * hooks may not fail; the Rust side only keeps books.
+ */
+static void
+oncall_assign_role(const char *newval, void *extra)
+{
+	if (original_role_assign)
+		original_role_assign(newval, extra);
+	pg_oncall_role_assigned();
+}
+
+/*
  * Every utility statement, top-level or nested: the gate re-checks an elevated session,
  * judges statements that PostgreSQL authorizes by role membership, and keeps its catalog
  * consistent (renames of gated roles, DROP EXTENSION).
@@ -172,7 +190,7 @@ oncall_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	UtilityState state = {0};
 
 	hold_plpgsql_plugin_slot();
-	pg_oncall_before_utility(pstmt, context, &state);
+	pg_oncall_before_utility(pstmt, queryString, context, &state);
 	PG_TRY();
 	{
 		if (prev_ProcessUtility)
@@ -241,8 +259,9 @@ oncall_object_access(ObjectAccessType access, Oid classId, Oid objectId, int sub
 {
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
+	/* The fast path runs outside any portal; the executor, inside one. */
 	if (access == OAT_FUNCTION_EXECUTE && OidIsValid(GetCurrentRoleId()))
-		pg_oncall_work_starts();
+		pg_oncall_function_call(objectId, ActivePortal == NULL);
 }
 
 /* A login, once authenticated: logging in as a role with gate_login needs it on call. */
@@ -307,6 +326,8 @@ wrap_role_check(void)
 
 			original_role_check = role->check_hook;
 			role->check_hook = oncall_check_role;
+			original_role_assign = role->assign_hook;
+			role->assign_hook = oncall_assign_role;
 			return true;
 		}
 	}

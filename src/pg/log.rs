@@ -9,11 +9,7 @@ pub fn raise(level: PgLogLevel, code: PgSqlErrorCode, message: String, detail: S
     ErrorReport::new(code, message, function_name!()).set_detail(detail).set_hint(hint).report(level);
 }
 
-/// The message of an error caught with `PgTryBuilder` (for our own logs and status).
-pub fn caught_message(e: &pgrx::pg_sys::panic::CaughtError) -> String {
-    use pgrx::pg_sys::panic::CaughtError;
-    match e {
-        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => report.message().to_owned(),
-        CaughtError::RustPanic { ereport, .. } => ereport.message().to_owned(),
-    }
+/// A NOTICE to the client (and the log, per `log_min_messages`).
+pub fn notice(code: PgSqlErrorCode, message: String) {
+    ErrorReport::new(code, message, function_name!()).report(PgLogLevel::NOTICE);
 }

@@ -2,8 +2,10 @@
 //! the hooks (a C shim), time, roles, log lines and errors, shared-memory segments.
 //! Differences between PostgreSQL majors live here, not in the logic that uses them.
 
+pub mod backend;
 pub mod hooks;
 pub mod log;
 pub mod roles;
 pub mod shmem;
 pub mod time;
+pub mod xact;

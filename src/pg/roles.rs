@@ -132,3 +132,11 @@ pub fn is_member_of(member: Oid, role: Oid) -> bool {
     // SAFETY: membership lookup through PostgreSQL's caches.
     unsafe { pg_sys::is_member_of_role(member, role) }
 }
+
+/// A function as `regprocedure` prints it (`lo_export(oid,text)`). Needs a transaction.
+pub fn function_name(function: Oid) -> String {
+    // SAFETY: format_procedure looks the function up; an unknown OID prints as a number.
+    let name = unsafe { pg_sys::format_procedure(function) };
+    // SAFETY: a palloc'd NUL-terminated string.
+    unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+}

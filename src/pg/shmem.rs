@@ -82,3 +82,47 @@ unsafe extern "C" {
     #[link_name = "pg_oncall_addin_shmem_init_lock"]
     fn addin_shmem_init_lock() -> *mut pg_sys::LWLock;
 }
+
+/// A bounded, NUL-free string stored inline; `len == u16::MAX` stands for SQL NULL.
+#[derive(Clone, Copy)]
+pub struct FixedStr<const N: usize> {
+    len: u16,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> FixedStr<N> {
+    const NULL: FixedStr<N> = FixedStr { len: u16::MAX, bytes: [0; N] };
+
+    /// `None` when the text does not fit.
+    pub fn new(text: Option<&str>) -> Option<FixedStr<N>> {
+        let Some(text) = text else { return Some(Self::NULL) };
+        if text.len() > N {
+            return None;
+        }
+        let mut out = FixedStr { len: text.len() as u16, bytes: [0; N] };
+        out.bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Some(out)
+    }
+
+    /// The text cut to fit (on a character boundary); `None` is SQL NULL.
+    pub fn truncated(text: Option<&str>) -> FixedStr<N> {
+        let Some(text) = text else { return Self::NULL };
+        let mut end = text.len().min(N);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::new(Some(&text[..end])).unwrap_or(Self::NULL)
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        if self.len == u16::MAX {
+            return None;
+        }
+        // SAFETY: built only by `new` from a &str, so the bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len as usize]) })
+    }
+
+    pub fn text(&self) -> &str {
+        self.get().unwrap_or("")
+    }
+}

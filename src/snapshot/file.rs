@@ -11,7 +11,10 @@ use super::{FixedStr, IdRange, IdentityEntry, RoleEntry, ShiftEntry, Snapshot};
 
 /// Relative to the data directory, the server's working directory.
 pub const PATH: &str = "pg_oncall.snapshot";
-const MAGIC: &[u8; 8] = b"PGONCAL1";
+/// The format written; `PGONCAL1` (0.1.0, before rules had elevation limits) is still read,
+/// so that a server upgraded to this library enforces its last snapshot from the first start.
+const MAGIC: &[u8; 8] = b"PGONCAL2";
+const MAGIC_V1: &[u8; 8] = b"PGONCAL1";
 
 struct Writer(Vec<u8>);
 
@@ -122,6 +125,9 @@ pub fn encode(snap: &Snapshot) -> Vec<u8> {
         w.opt_i32(r.min_escalation_level);
         w.opt_i32(r.max_escalation_level);
         w.0.push(r.gate_login as u8);
+        w.0.push(r.require_reason as u8);
+        w.opt_i64(r.max_duration);
+        w.0.push(r.require_incident as u8);
     }
     w.u32(snap.identities.len() as u32);
     for i in &snap.identities {
@@ -144,9 +150,14 @@ pub fn encode(snap: &Snapshot) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
-    if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a pg_oncall snapshot of this version".into());
+    if bytes.len() < MAGIC.len() + 8 {
+        return Err("not a pg_oncall snapshot".into());
     }
+    let v1 = match &bytes[..MAGIC.len()] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V1 => true,
+        _ => return Err("not a pg_oncall snapshot of a known version".into()),
+    };
     let (body, sum) = bytes.split_at(bytes.len() - 8);
     if checksum(body) != u64::from_le_bytes(sum.try_into().unwrap_or_default()) {
         return Err("checksum mismatch".into());
@@ -165,6 +176,9 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             min_escalation_level: r.opt_i32()?,
             max_escalation_level: r.opt_i32()?,
             gate_login: r.u8()? != 0,
+            require_reason: !v1 && r.u8()? != 0,
+            max_duration: if v1 { None } else { r.opt_i64()? },
+            require_incident: !v1 && r.u8()? != 0,
         });
     }
     for _ in 0..r.count()? {

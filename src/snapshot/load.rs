@@ -2,19 +2,17 @@
 //! on-disk copy (the postmaster, at start, so the gate holds before the worker's first load).
 
 use oncall_core::decision::{normalize_email, Source};
-use pgrx::bgworkers::BackgroundWorker;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgTryBuilder};
 
 use super::{file, segment, FixedStr, GatedRoleRow, ShiftEntry, Snapshot};
 use crate::pg::time::unix_from_pg;
+use crate::pg::xact;
 
 /// Reads the three tables and `sync_state` into a private snapshot and publishes it whole; on
 /// any error the published snapshot stays. In the worker, outside a transaction.
 pub fn from_tables() -> Result<(), String> {
-    let loaded = PgTryBuilder::new(|| BackgroundWorker::transaction(read_tables))
-        .catch_others(|e| Err(format!("reading the pg_oncall tables failed: {}", crate::pg::log::caught_message(&e))))
-        .execute()?;
+    let loaded = xact::run(read_tables).map_err(|e| format!("reading the pg_oncall tables failed: {e}"))?;
     let (roles, identities, shifts) = loaded.counts();
     super::publish(loaded).map_err(|o| o.to_string())?;
     debug1!("pg_oncall: snapshot loaded: {roles} gated roles, {identities} identities, {shifts} shifts");
@@ -34,9 +32,14 @@ fn instant(ts: Option<TimestampWithTimeZone>) -> Option<i64> {
 // the worker's search_path: objects a user planted in `public` are never called (DESIGN.md,
 // guarantee 8).
 const SYNC_STATE_QUERY: &str = "SELECT s.last_success_at FROM oncall.sync_state AS s";
+// The rule's elevation limits are read through to_jsonb so that a catalog still at 0.1.0
+// (before ALTER EXTENSION pg_oncall UPDATE) loads too, with no limits.
 const ROLES_QUERY: &str = "\
     SELECT g.role_name::pg_catalog.text, r.oid, g.escalation_policy_ids, g.schedule_ids,
-           g.min_escalation_level, g.max_escalation_level, g.gate_login
+           g.min_escalation_level, g.max_escalation_level, g.gate_login,
+           (pg_catalog.to_jsonb(g) OPERATOR(pg_catalog.->>) 'require_reason')::pg_catalog.bool,
+           (pg_catalog.to_jsonb(g) OPERATOR(pg_catalog.->>) 'max_duration')::pg_catalog.interval,
+           (pg_catalog.to_jsonb(g) OPERATOR(pg_catalog.->>) 'require_incident')::pg_catalog.bool
       FROM oncall.gated_roles AS g
       LEFT JOIN pg_catalog.pg_roles AS r ON r.rolname OPERATOR(pg_catalog.=) g.role_name
      ORDER BY g.role_name";
@@ -50,6 +53,12 @@ const SHIFTS_QUERY: &str = "\
      WHERE (s.ends_at IS NULL OR s.ends_at OPERATOR(pg_catalog.>) pg_catalog.now())
        AND (s.starts_at IS NULL OR s.starts_at OPERATOR(pg_catalog.<) 'infinity'::pg_catalog.timestamptz)
      ORDER BY s.email, s.starts_at, s.ends_at, s.escalation_policy_id, s.schedule_id, s.escalation_level, s.source";
+
+/// An interval's length, with PostgreSQL's own conventions (a month is 30 days).
+fn microseconds(interval: Interval) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    i64::from(interval.months()) * 30 * DAY + i64::from(interval.days()) * DAY + interval.micros()
+}
 
 fn read_tables() -> Result<Snapshot, String> {
     Spi::connect(|client| -> Result<Snapshot, String> {
@@ -65,6 +74,9 @@ fn read_tables() -> Result<Snapshot, String> {
                 min_escalation_level: row.get::<i32>(5).map_err(spi)?,
                 max_escalation_level: row.get::<i32>(6).map_err(spi)?,
                 gate_login: row.get::<bool>(7).map_err(spi)?.unwrap_or(false),
+                require_reason: row.get::<bool>(8).map_err(spi)?.unwrap_or(false),
+                max_duration: row.get::<Interval>(9).map_err(spi)?.map(microseconds),
+                require_incident: row.get::<bool>(10).map_err(spi)?.unwrap_or(false),
             };
             snap.add_role(row).map_err(|t| format!("a gated role's {} is too long", t.0))?;
         }

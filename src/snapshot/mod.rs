@@ -14,43 +14,11 @@ mod segment;
 
 pub use segment::SEGMENT;
 
+pub use crate::pg::shmem::FixedStr;
+
 pub const NAME_LEN: usize = pg_sys::NAMEDATALEN as usize;
 pub const EMAIL_LEN: usize = 256;
 pub const ID_LEN: usize = 64;
-
-/// A bounded, NUL-free string stored inline; `len == u16::MAX` stands for SQL NULL.
-#[derive(Clone, Copy)]
-pub struct FixedStr<const N: usize> {
-    len: u16,
-    bytes: [u8; N],
-}
-
-impl<const N: usize> FixedStr<N> {
-    const NULL: FixedStr<N> = FixedStr { len: u16::MAX, bytes: [0; N] };
-
-    /// `None` when the text does not fit: the caller refuses the whole snapshot.
-    pub fn new(text: Option<&str>) -> Option<FixedStr<N>> {
-        let Some(text) = text else { return Some(Self::NULL) };
-        if text.len() > N {
-            return None;
-        }
-        let mut out = FixedStr { len: text.len() as u16, bytes: [0; N] };
-        out.bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Some(out)
-    }
-
-    pub fn get(&self) -> Option<&str> {
-        if self.len == u16::MAX {
-            return None;
-        }
-        // SAFETY: built only by `new` from a &str, so the bytes are valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len as usize]) })
-    }
-
-    pub fn text(&self) -> &str {
-        self.get().unwrap_or("")
-    }
-}
 
 impl AsRef<str> for FixedStr<ID_LEN> {
     fn as_ref(&self) -> &str {
@@ -98,6 +66,12 @@ pub struct RoleEntry {
     pub min_escalation_level: Option<i32>,
     pub max_escalation_level: Option<i32>,
     pub gate_login: bool,
+    /// A switch needs `pg_oncall.reason`.
+    pub require_reason: bool,
+    /// An elevation ends after this long (µs), even while still on call.
+    pub max_duration: Option<i64>,
+    /// On call is not enough: also assigned to an open incident.
+    pub require_incident: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -125,6 +99,9 @@ pub struct GatedRoleRow {
     pub min_escalation_level: Option<i32>,
     pub max_escalation_level: Option<i32>,
     pub gate_login: bool,
+    pub require_reason: bool,
+    pub max_duration: Option<i64>,
+    pub require_incident: bool,
 }
 
 #[derive(Debug)]
@@ -143,6 +120,9 @@ impl Snapshot {
             min_escalation_level: row.min_escalation_level,
             max_escalation_level: row.max_escalation_level,
             gate_login: row.gate_login,
+            require_reason: row.require_reason,
+            max_duration: row.max_duration,
+            require_incident: row.require_incident,
         });
         Ok(())
     }

@@ -79,6 +79,7 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
         pg_sys::before_shmem_exit(Some(unregister_worker), pg_sys::Datum::from(0));
     }
     let mut worker = SyncWorker::new();
+    let mut recorder = crate::elevations::store::Recorder::new();
     let mut said_missing = false;
     let mut saw_extension = false;
     loop {
@@ -107,6 +108,9 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
         said_missing = false;
         saw_extension = true;
         let _ = worker.reload_if_needed();
+        if !in_recovery() {
+            recorder.drain();
+        }
         if worker.sync_due() {
             if !worker.sync() {
                 return;

@@ -53,7 +53,14 @@ pub fn worker_pid() -> Option<i32> {
     shared().map(|s| s.worker_pid.load(Ordering::Acquire)).filter(|&p| p != 0)
 }
 
-fn wake_worker(s: &Shared) {
+/// Wakes the worker (new elevation events to record).
+pub fn wake_worker() {
+    if let Some(s) = shared() {
+        wake(s);
+    }
+}
+
+fn wake(s: &Shared) {
     let latch = s.worker_latch.load(Ordering::Acquire);
     if !latch.is_null() {
         // SAFETY: the latch is the worker's PGPROC latch, in shared memory for the cluster's
@@ -66,7 +73,7 @@ fn wake_worker(s: &Shared) {
 pub fn request_reload() {
     if let Some(s) = shared() {
         s.reload_requests.fetch_add(1, Ordering::AcqRel);
-        wake_worker(s);
+        wake(s);
     }
 }
 
@@ -78,7 +85,7 @@ pub fn reload_requests() -> u64 {
 pub fn request_sync() -> Option<u64> {
     let s = shared()?;
     let ticket = s.sync_requests.fetch_add(1, Ordering::AcqRel) + 1;
-    wake_worker(s);
+    wake(s);
     Some(ticket)
 }
 

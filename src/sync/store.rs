@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use oncall_core::pagerduty::SyncResult;
-use pgrx::bgworkers::BackgroundWorker;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgTryBuilder};
 
 use crate::guc;
-use crate::pg::log::caught_message;
 use crate::pg::time::pg_from_unix;
+use crate::pg::xact;
 
 fn timestamptz(us: Option<i64>) -> Option<TimestampWithTimeZone> {
     us.and_then(|us| TimestampWithTimeZone::try_from(pg_from_unix(us)).ok())
@@ -47,14 +46,9 @@ const RECORD_FAILURE: &str = "\
 
 /// Refuses, before anything is replaced, a sync whose rows the snapshot could not hold.
 pub fn fits_snapshot(pagerduty_shifts: usize) -> Result<(), String> {
-    let manual = PgTryBuilder::new(|| {
-        BackgroundWorker::transaction(|| {
-            Spi::connect(|client| client.select(ACTIVE_MANUAL_SHIFTS, None, &[])?.first().get_one::<i64>())
-                .map_err(|e| e.to_string())
-        })
-    })
-    .catch_others(|e| Err(caught_message(&e)))
-    .execute()?
+    let manual = xact::run(|| {
+        Spi::connect(|client| client.select(ACTIVE_MANUAL_SHIFTS, None, &[])?.first().get_one::<i64>()).map_err(|e| e.to_string())
+    })?
     .unwrap_or(0) as usize;
     let capacity = guc::MAX_SHIFTS.get() as usize;
     if pagerduty_shifts + manual > capacity {
@@ -92,43 +86,40 @@ pub fn store_shifts(
     }
     let started = TimestampWithTimeZone::try_from(started_at).ok();
     let next = after(interval);
-    PgTryBuilder::new(|| {
-        BackgroundWorker::transaction(|| {
-            Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
-                client.update(DELETE_PAGERDUTY_SHIFTS, None, &[])?;
-                client.update(
-                    INSERT_PAGERDUTY_SHIFTS,
-                    None,
-                    &[
-                        emails.clone().into(),
-                        user_ids.clone().into(),
-                        policies.clone().into(),
-                        levels.clone().into(),
-                        schedules.clone().into(),
-                        starts.clone().into(),
-                        ends.clone().into(),
-                        started.into(),
-                    ],
-                )?;
-                client.update(
-                    RECORD_SUCCESS,
-                    None,
-                    &[
-                        started.into(),
-                        (n as i32).into(),
-                        (result.pages as i32).into(),
-                        (result.requests as i32).into(),
-                        duration_ms.into(),
-                        next.into(),
-                    ],
-                )?;
-                Ok(())
-            })
+    xact::run(|| {
+        Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
+            client.update(DELETE_PAGERDUTY_SHIFTS, None, &[])?;
+            client.update(
+                INSERT_PAGERDUTY_SHIFTS,
+                None,
+                &[
+                    emails.clone().into(),
+                    user_ids.clone().into(),
+                    policies.clone().into(),
+                    levels.clone().into(),
+                    schedules.clone().into(),
+                    starts.clone().into(),
+                    ends.clone().into(),
+                    started.into(),
+                ],
+            )?;
+            client.update(
+                RECORD_SUCCESS,
+                None,
+                &[
+                    started.into(),
+                    (n as i32).into(),
+                    (result.pages as i32).into(),
+                    (result.requests as i32).into(),
+                    duration_ms.into(),
+                    next.into(),
+                ],
+            )?;
+            Ok(())
         })
         .map_err(|e| e.to_string())
     })
-    .catch_others(|e| Err(format!("storing the synced shifts failed: {}", caught_message(&e))))
-    .execute()
+    .map_err(|e| format!("storing the synced shifts failed: {e}"))
 }
 
 /// Records a failed sync (logged once per distinct message by the caller's choice of `log`).
@@ -140,18 +131,14 @@ pub fn record_failure(message: &str, started_at: pg_sys::TimestampTz, duration_m
     let started = TimestampWithTimeZone::try_from(started_at).ok();
     let message = message.to_owned();
     let next = after(retry);
-    PgTryBuilder::new(|| {
-        BackgroundWorker::transaction(|| {
-            Spi::run_with_args(
-                RECORD_FAILURE,
-                &[token_ok.into(), started.into(), message.clone().into(), duration_ms.into(), next.into()],
-            )
-        })
-    })
-    .catch_others(|e| {
-        warning!("pg_oncall: could not record the sync failure: {}", caught_message(&e));
-        Ok(())
-    })
-    .execute()
-    .ok();
+    let recorded = xact::run(|| {
+        Spi::run_with_args(
+            RECORD_FAILURE,
+            &[token_ok.into(), started.into(), message.clone().into(), duration_ms.into(), next.into()],
+        )
+        .map_err(|e| e.to_string())
+    });
+    if let Err(e) = recorded {
+        warning!("pg_oncall: could not record the sync failure: {e}");
+    }
 }
