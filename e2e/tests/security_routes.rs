@@ -31,6 +31,7 @@
 //! | HINT after a shift ends is `SET ROLE NONE`, and works for `-c role=` | `hint_after_shift_end_is_set_role_none_also_for_startup_role` |
 //! | `CREATE FUNCTION … SET role = R` by an off-call member: created, no decision | `creating_a_function_with_set_role_is_not_a_switch` |
 //! | doctor reports roles that can read server files (the token file) | `doctor_reports_server_file_readers` |
+//! | … also NOINHERIT members (SET ROLE pg_read_server_files) — **bypass B3** | `bypass_doctor_misses_noinherit_server_file_readers` (ignored) |
 
 mod sec_common;
 
@@ -565,4 +566,32 @@ fn doctor_reports_server_file_readers() {
     ok(filer.batch_execute(&format!("COPY loot FROM {}", quote_literal(&path))), "COPY FROM the token file");
     let loot: String = filer.query_one("SELECT t FROM loot", &[]).unwrap().get(0);
     assert_eq!(loot, TOKEN, "why doctor must say so");
+}
+
+/// BYPASS B3 (notes/attacks.md): a NOINHERIT member of pg_read_server_files (directly or through
+/// a NOINHERIT role) is not reported by doctor, yet reads the token file after SET ROLE.
+#[test]
+#[ignore = "BYPASS B3: doctor misses NOINHERIT members of pg_read_server_files, who read the PagerDuty token file with SET ROLE + COPY"]
+fn bypass_doctor_misses_noinherit_server_file_readers() {
+    let mut t = team(&[]);
+    ok(
+        t.admin.batch_execute(
+            "CREATE ROLE filer LOGIN NOINHERIT; GRANT pg_read_server_files TO filer;
+             CREATE ROLE mid NOLOGIN NOINHERIT; GRANT pg_read_server_files TO mid;
+             CREATE ROLE filer2 LOGIN; GRANT mid TO filer2;",
+        ),
+        "roles",
+    );
+    let path: String = t.admin.query_one("SHOW pg_oncall.pagerduty_token_file", &[]).unwrap().get(0);
+    let mut filer = t.connect_as("filer");
+    ok(filer.batch_execute("SET ROLE pg_read_server_files; CREATE TEMP TABLE loot (t text)"), "SET ROLE");
+    ok(filer.batch_execute(&format!("COPY loot FROM {}", quote_literal(&path))), "COPY FROM the token file");
+    let loot: String = filer.query_one("SELECT t FROM loot", &[]).unwrap().get(0);
+    assert_eq!(loot, TOKEN, "filer read the token");
+    let rows: Vec<String> =
+        t.admin.query("SELECT object FROM oncall.doctor() WHERE severity = 'error'", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    for role in ["filer", "filer2"] {
+        assert!(rows.iter().any(|o| o.contains(role)), "doctor names {role}, who can SET ROLE pg_read_server_files: {rows:#?}");
+    }
+    let _ = t.scalar_i64("SELECT 1::int8");
 }
