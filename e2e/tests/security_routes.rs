@@ -10,6 +10,7 @@
 //! | `SET ROLE`, `SET LOCAL ROLE`, `set_config('role', …, false/true)`, function `SET role` clause, `DO` / PL/pgSQL `EXECUTE`, extended protocol, `-c role=` at login, `ALTER ROLE … SET role` | `gate.rs::every_route_allows_on_call_and_refuses_off_call` (not duplicated here) |
 //! | `UPDATE pg_settings`, `SET SESSION AUTHORIZATION` (non-routes) | `gate.rs::non_routes_update_pg_settings_and_session_authorization` |
 //! | a role that INHERITs the gated role (`SET ROLE helpers`) | `gate.rs::a_role_inheriting_a_gated_role_is_gated_by_its_rule` |
+//! | a role granted TO the gated role (`SET ROLE pg_read_all_data`, `SET ROLE app_owner`, `OWNER TO app_owner`) — **bypass B0** | `bypass_roles_granted_to_the_gated_role_are_reachable_off_call` (ignored) |
 //! | `ALTER FUNCTION pg_temp.f() OWNER TO R` (SECURITY DEFINER, the issue's attack) | `membership_temp_security_definer_function_owner_to` |
 //! | temp view granted to PUBLIC, then `ALTER VIEW … OWNER TO R` | `membership_view_owner_to` |
 //! | `ALTER TABLE … OWNER TO R` | `membership_table_owner_to` |
@@ -594,4 +595,43 @@ fn bypass_doctor_misses_noinherit_server_file_readers() {
         assert!(rows.iter().any(|o| o.contains(role)), "doctor names {role}, who can SET ROLE pg_read_server_files: {rows:#?}");
     }
     let _ = t.scalar_i64("SELECT 1::int8");
+}
+
+/// BYPASS B0 (notes/attacks.md), the most severe: the roles granted TO the gated role
+/// (pg_read_all_data, an application's owner role...) are reachable by every member of it with
+/// `SET ROLE`, because PostgreSQL's membership check recurses through prod_admin whatever
+/// INHERIT says, and the gate only judges gated roles and roles that inherit them.
+#[test]
+#[ignore = "BYPASS B0: an off-call member reaches every role granted to the gated role (SET ROLE pg_read_all_data / app_owner; ALTER … OWNER TO app_owner) — nothing refused, nothing logged"]
+fn bypass_roles_granted_to_the_gated_role_are_reachable_off_call() {
+    let mut t = team(&[]);
+    ok(
+        t.admin.batch_execute(
+            "GRANT pg_read_all_data TO prod_admin;
+             CREATE ROLE app_owner NOLOGIN;
+             CREATE TABLE public.app_data (x text); INSERT INTO public.app_data VALUES ('app-secret');
+             ALTER TABLE public.app_data OWNER TO app_owner;
+             GRANT app_owner TO prod_admin;",
+        ),
+        "prod_admin's powers come from its memberships",
+    );
+    let doctor: Vec<String> = t.admin.query("SELECT object || ': ' || problem FROM oncall.doctor()", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let mut bob = t.connect_as("bob");
+    let offset = t.cluster.log_len();
+    let via_read_all = bob.batch_execute("SET ROLE pg_read_all_data").and_then(|_| bob.query("SELECT x FROM work.secret", &[]));
+    let _ = bob.batch_execute("RESET ROLE");
+    let via_owner = bob.batch_execute("SET ROLE app_owner").and_then(|_| bob.query("SELECT x FROM public.app_data", &[]));
+    let _ = bob.batch_execute("RESET ROLE");
+    ok(bob.batch_execute("CREATE FUNCTION pg_temp.f() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT x FROM public.app_data $$"), "f");
+    let via_membership = bob.batch_execute("ALTER FUNCTION pg_temp.f() OWNER TO app_owner");
+    let lines = decision_log_lines(&t.cluster, offset).len();
+    assert!(
+        via_read_all.is_err() && via_owner.is_err() && via_membership.is_err(),
+        "off-call bob used roles granted to prod_admin: SET ROLE pg_read_all_data → {:?}; SET ROLE app_owner → {:?}; \
+         ALTER FUNCTION … OWNER TO app_owner → {:?}; {lines} decision lines logged; doctor: {doctor:?}",
+        via_read_all.map(|r| r.len()),
+        via_owner.map(|r| r.len()),
+        via_membership.is_ok()
+    );
+    assert_refused(via_read_all, "pg_read_all_data", BOB_EMAIL, "SET ROLE pg_read_all_data");
 }
