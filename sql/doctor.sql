@@ -126,14 +126,14 @@ SELECT 'error', format('role %I', m.rolname),
        format('%I can read or write files on the server (%s): it can read the PagerDuty token file, or change the server''s configuration',
               m.rolname, array_to_string(ARRAY(SELECT p.rolname::text FROM pg_roles AS p
                                                  WHERE p.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
-                                                   AND pg_has_role(m.oid, p.oid, 'USAGE') ORDER BY 1), ', ')),
+                                                   AND pg_has_role(m.oid, p.oid, 'MEMBER') ORDER BY 1), ', ')),
        format('REVOKE pg_read_server_files, pg_write_server_files, pg_execute_server_program FROM %I;', m.rolname)
   FROM pg_roles AS m
  WHERE NOT m.rolsuper AND EXISTS (SELECT 1 FROM gated)
    AND m.rolname NOT IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
    AND EXISTS (SELECT 1 FROM pg_roles AS p
                 WHERE p.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
-                  AND pg_has_role(m.oid, p.oid, 'USAGE'))
+                  AND pg_has_role(m.oid, p.oid, 'MEMBER'))
 UNION ALL
 SELECT 'error', format('function %s', p.oid::regprocedure),
        format('SECURITY DEFINER function owned by gated role %I can be executed by %s: it runs with the role''s rights, past the gate',

@@ -17,18 +17,23 @@ use crate::pg::time::{self, pg_from_unix, unix_from_pg};
 use crate::snapshot;
 use crate::sync::signal::{self, CommitAction};
 
-/// One statement's answer to `check_oncall_access()`. An RLS policy calls the function once
-/// per row: within a statement the answer is fixed (STABLE, "now" is the statement's start),
-/// so all calls after the first cost two plain calls and two comparisons.
+/// One query's answer to `check_oncall_access()`. An RLS policy calls the function once per
+/// row: within one run of the executor the answer is fixed (STABLE), decided by the wall clock
+/// when the run's first row asked, so all calls after the first cost two plain reads and two
+/// comparisons. Each query a loop runs (in a DO block, a procedure) is a new run, decided anew.
 #[derive(Clone, Copy)]
-struct StatementMemo {
-    statement_start: pg_sys::TimestampTz,
+struct QueryMemo {
+    run: u64,
     session_user: pg_sys::Oid,
     allowed: bool,
 }
 
-static mut STATEMENT_MEMO: StatementMemo =
-    StatementMemo { statement_start: i64::MIN, session_user: pg_sys::InvalidOid, allowed: false };
+static mut QUERY_MEMO: QueryMemo = QueryMemo { run: u64::MAX, session_user: pg_sys::InvalidOid, allowed: false };
+
+unsafe extern "C" {
+    /// Bumped by the shim at each ExecutorStart and each PL/pgSQL statement (hooks.c).
+    static pg_oncall_runs: u64;
+}
 
 #[unsafe(no_mangle)]
 pub extern "C" fn pg_finfo_check_oncall_access_fast() -> &'static pg_sys::Pg_finfo_record {
@@ -41,24 +46,24 @@ pub extern "C" fn pg_finfo_check_oncall_access_fast() -> &'static pg_sys::Pg_fin
 /// everything that can raise runs inside the guarded `session_user_on_call_now`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn check_oncall_access_fast(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: backend-local state, touched only on the backend's one thread; the two
-    // accessors read plain variables and cannot raise.
+    // SAFETY: backend-local state, touched only on the backend's one thread; the counter and
+    // the accessor read plain variables and cannot raise.
     unsafe {
-        let statement_start = time::statement_start_pg();
+        let run = std::ptr::read_volatile(&raw const pg_oncall_runs);
         let session_user = roles::session_user();
-        let memo = *std::ptr::addr_of!(STATEMENT_MEMO);
-        if memo.statement_start == statement_start && memo.session_user == session_user {
+        let memo = *std::ptr::addr_of!(QUERY_MEMO);
+        if memo.run == run && memo.session_user == session_user {
             return pg_sys::Datum::from(memo.allowed);
         }
         let allowed = session_user_on_call_now();
-        STATEMENT_MEMO = StatementMemo { statement_start, session_user, allowed };
+        QUERY_MEMO = QueryMemo { run, session_user, allowed };
         pg_sys::Datum::from(allowed)
     }
 }
 
 #[pg_guard]
 extern "C-unwind" fn session_user_on_call_now() -> bool {
-    decide::session_user_on_call(time::statement_start()).allowed
+    decide::session_user_on_call(time::now()).allowed
 }
 
 #[pg_extern(sql = false)]
@@ -68,20 +73,22 @@ fn check_role_access(role_name: &CStr) -> bool {
         return true;
     }
     let oid = roles::oid_of(&name).unwrap_or(pg_sys::InvalidOid);
-    decide::session_user_may_assume(oid, || name.into_owned(), time::statement_start()).is_none_or(|d| d.allowed)
+    decide::session_user_may_assume(oid, || name.into_owned(), time::now()).is_none_or(|d| d.allowed)
 }
 
 #[pg_extern(sql = false)]
 fn is_on_call(
     email: Option<&str>,
     min_escalation_level: Option<i32>,
-    escalation_policy_ids: Option<Vec<String>>,
+    escalation_policy_ids: Option<Vec<Option<String>>>,
 ) -> Option<bool> {
     let email = email?;
     if email.trim().is_empty() {
         return Some(false);
     }
-    Some(decide::email_on_call(email, min_escalation_level, escalation_policy_ids.as_deref(), time::statement_start()))
+    // A NULL element matches no policy.
+    let policies: Option<Vec<String>> = escalation_policy_ids.map(|ids| ids.into_iter().flatten().collect());
+    Some(decide::email_on_call(email, min_escalation_level, policies.as_deref(), time::now()))
 }
 
 fn timestamptz(us: i64) -> Option<TimestampWithTimeZone> {
@@ -100,7 +107,7 @@ fn whoami() -> TableIterator<
         name!(assumable_roles, Vec<String>),
     ),
 > {
-    let now = time::statement_start();
+    let now = time::now();
     let identity = decide::session_identity();
     let on_call = decide::session_user_on_call(now);
     let until = match on_call.until {

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 
 use oncall_core::decision::{self, Decision, LevelBounds, Reason, Rule, ShiftView};
+use oncall_core::membership;
 use pgrx::pg_sys;
 
 use crate::guc;
@@ -59,7 +60,8 @@ impl CachedDecision {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RuleKey {
     AnyPolicy,
-    Role(pg_sys::Oid),
+    /// `member` becoming `role`.
+    Role { member: pg_sys::Oid, role: pg_sys::Oid },
 }
 
 const CACHED_DECISIONS: usize = 8;
@@ -152,26 +154,45 @@ pub fn session_user_on_call(now: i64) -> Decision {
     decision
 }
 
-/// May the session user assume `role` now? `None` when the role is not gated. A role that is
-/// not gated itself but inherits the privileges of gated roles (INHERIT, directly or through
-/// other roles) answers to all their rules: `SET ROLE` to it would hand out their privileges.
+/// May the session user make `role` its current role now? `None` when that is not gated.
 /// When no snapshot was ever published, nothing is known to be gated: see the security model.
 /// `role_name` is asked for only on a cache miss (the snapshot matches roles by OID, then name).
 pub fn session_user_may_assume(role_oid: pg_sys::Oid, role_name: impl FnOnce() -> String, now: i64) -> Option<Decision> {
+    may_become(roles::session_user(), role_oid, role_name, now)
+}
+
+/// May `member` (the session user for SET ROLE, the current user for a statement PostgreSQL
+/// authorizes by membership) use `role` now, judged by the session user's identity? `None`
+/// when that is not gated. Three kinds of rule apply, all of which must allow:
+/// - `role`'s own rule, when it is gated;
+/// - the rules of the gated roles whose privileges `role` inherits (SET ROLE to it would
+///   hand out their privileges);
+/// - when every chain of grants from `member` to `role` passes through gated roles, the rules
+///   of those gates (one admitting chain is enough): becoming `role` uses their membership.
+pub fn may_become(member: pg_sys::Oid, role_oid: pg_sys::Oid, role_name: impl FnOnce() -> String, now: i64) -> Option<Decision> {
     let key = CacheKey::current();
-    if let Some(decision) = cached(&key, RuleKey::Role(role_oid), now) {
+    let rule_key = RuleKey::Role { member, role: role_oid };
+    if let Some(decision) = cached(&key, rule_key, now) {
         return decision;
     }
     let identity = session_identity();
     let email = identity.email.as_deref();
     let name = role_name();
     let direct = snapshot::read(|view| view.gated_role(role_oid, &name).map(|role| decide_for_role(view, role, email, now)));
-    let decision = match direct {
+    let own = match direct {
         Some(Some(decision)) => Some(decision),
         Some(None) => decide_inherited(role_oid, email, now),
         None => None,
     };
-    remember(key, RuleKey::Role(role_oid), now, decision);
+    let gates = membership::through_gates(member, role_oid, roles::grants_of, |gate| {
+        let gate_name = roles::name_of(gate).unwrap_or_default();
+        snapshot::read(|view| view.gated_role(gate, &gate_name).map(|rule| decide_for_role(view, rule, email, now))).flatten()
+    });
+    let decision = match (own, gates) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    };
+    remember(key, rule_key, now, decision);
     decision
 }
 

@@ -111,11 +111,14 @@ pub struct Decision {
     /// The earliest future instant at which this answer could change with the same data
     /// (a shift starting or ending, the data going stale); `None` means no such instant.
     pub valid_until: Option<i64>,
+    /// For an allowed decision: when access ends if nothing changes (the stretch ends, or the
+    /// PagerDuty rows it rests on go stale); `None` means not foreseeably.
+    pub lapses_at: Option<i64>,
 }
 
 impl Decision {
     pub fn deny(reason: Reason) -> Decision {
-        Decision { allowed: false, reason, until: None, valid_until: None }
+        Decision { allowed: false, reason, until: None, valid_until: None, lapses_at: None }
     }
 
     /// Both decisions must allow (a role that inherits several gated roles answers to every
@@ -132,7 +135,13 @@ impl Decision {
             (Some(Until::At(a)), _) | (_, Some(Until::At(a))) => Some(Until::At(a)),
             (a, b) => a.or(b),
         };
-        Decision { allowed: true, reason: Reason::OnCall, until, valid_until: earliest(self.valid_until, other.valid_until) }
+        Decision {
+            allowed: true,
+            reason: Reason::OnCall,
+            until,
+            valid_until: earliest(self.valid_until, other.valid_until),
+            lapses_at: earliest(self.lapses_at, other.lapses_at),
+        }
     }
 }
 
@@ -242,9 +251,17 @@ pub fn decide<'a, S: AsRef<str>>(shifts: &[ShiftView<'a>], rule: &Rule<S>, now: 
             Miss::Policies => Reason::OutsidePolicies,
             Miss::Stale => Reason::Stale,
         };
-        return Decision { allowed: false, reason, until: None, valid_until };
+        return Decision { allowed: false, reason, until: None, valid_until, lapses_at: None };
     }
-    Decision { allowed: true, reason: Reason::OnCall, until: Some(stretch_end(shifts, rule, now, stale_at)), valid_until }
+    let until = stretch_end(shifts, rule, now, stale_at);
+    let stretch_ends = match until {
+        Until::At(t) => Some(t),
+        Until::Open => None,
+    };
+    // Manual rows never go stale; a grant resting on PagerDuty rows alone lapses with them.
+    let manual_grants = shifts.iter().any(|s| s.source == Source::Manual && miss(s, rule, now, stale_at).is_none());
+    let lapses_at = if manual_grants { stretch_ends } else { earliest(stretch_ends, stale_at) };
+    Decision { allowed: true, reason: Reason::OnCall, until: Some(until), valid_until, lapses_at }
 }
 
 /// The end of the continuous on-call stretch covering `now`: shifts that grant and start
@@ -421,7 +438,7 @@ mod tests {
     #[test]
     fn no_shifts_means_not_on_call_forever() {
         let d = decide(&[], &any(), NOW, fresh());
-        assert_eq!(d, Decision { allowed: false, reason: Reason::NotOnCall, until: None, valid_until: None });
+        assert_eq!(d, Decision { allowed: false, reason: Reason::NotOnCall, until: None, valid_until: None, lapses_at: None });
     }
 
     #[test]
@@ -455,9 +472,10 @@ mod tests {
             reason: Reason::OnCall,
             until: Some(Until::At(until)),
             valid_until: Some(valid),
+            lapses_at: Some(until),
         };
-        let open = Decision { allowed: true, reason: Reason::OnCall, until: Some(Until::Open), valid_until: None };
-        let deny = Decision { allowed: false, reason: Reason::OutsideLevels, until: None, valid_until: Some(NOW + H) };
+        let open = Decision { allowed: true, reason: Reason::OnCall, until: Some(Until::Open), valid_until: None, lapses_at: None };
+        let deny = Decision { allowed: false, reason: Reason::OutsideLevels, until: None, valid_until: Some(NOW + H), lapses_at: None };
         let both = allow(NOW + 3 * H, NOW + 2 * H).and(allow(NOW + H, NOW + 5 * H));
         assert_eq!(both, allow(NOW + H, NOW + 2 * H));
         assert_eq!(open.and(allow(NOW + H, NOW + H)), allow(NOW + H, NOW + H));
@@ -466,6 +484,17 @@ mod tests {
         assert_eq!((denied.allowed, denied.reason, denied.valid_until), (false, Reason::OutsideLevels, Some(NOW + H)));
         let denied = deny.and(open);
         assert_eq!((denied.allowed, denied.reason), (false, Reason::OutsideLevels));
+    }
+
+    #[test]
+    fn access_lapses_when_the_stretch_ends_or_its_pagerduty_rows_go_stale() {
+        let d = decide(&[pd("P1", 1, None, None)], &any(), NOW, fresh());
+        assert_eq!((d.until, d.lapses_at), (Some(Until::Open), fresh()), "a permanent PagerDuty shift lapses with the data");
+        let d = decide(&[pd("P1", 1, None, Some(NOW + S))], &any(), NOW, fresh());
+        assert_eq!(d.lapses_at, Some(NOW + S), "the shift ends first");
+        let d = decide(&[manual(None, None), pd("P1", 1, None, None)], &any(), NOW, fresh());
+        assert_eq!(d.lapses_at, None, "a manual row does not go stale");
+        assert_eq!(decide(&[manual(None, Some(NOW + H))], &any(), NOW, None).lapses_at, Some(NOW + H));
     }
 
     #[test]

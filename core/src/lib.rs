@@ -1,7 +1,9 @@
 //! pg_oncall's pure logic, testable without a server: how PagerDuty's `/oncalls` answers become
-//! shifts (`pagerduty`), who is on call (`decision`), and the text of audit lines (`audit`).
+//! shifts (`pagerduty`), who is on call (`decision`), which gates a role is reached through
+//! (`membership`), and the text of audit lines (`audit`).
 //! Nothing here touches PostgreSQL; the extension crate feeds it data and acts on its answers.
 
 pub mod audit;
 pub mod decision;
+pub mod membership;
 pub mod pagerduty;

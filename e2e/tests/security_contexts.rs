@@ -14,11 +14,11 @@
 //! | a DO loop of SQL statements | `do_loop_of_sql_statements_stops_at_the_shift_end` |
 //! | a DO loop of simple expressions: `b := lo_get(oid)` | `do_loop_of_lo_get_simple_expressions_stops_at_the_shift_end` |
 //! | a DO loop of simple expressions: `x := nextval('seq')` | `do_loop_of_nextval_simple_expressions_stops_at_the_shift_end` |
-//! | a DO `WHILE` whose condition does the work (empty body) — **bypass B1** | `bypass_while_condition_loop_runs_past_the_shift_end` (ignored) |
+//! | a DO `WHILE` whose condition does the work (empty body) (was bypass B1) | `a_while_condition_loop_stops_when_the_shift_ends` |
 //! | a procedure with COMMIT inside | `procedure_with_commit_stops_at_the_shift_end` |
 //! | a cursor declared as R, FETCHed after RESET ROLE | `cursor_declared_as_role_fetched_after_reset_role` |
 //! | a WITH HOLD cursor across COMMIT (FETCH, MOVE) | `held_cursor_fetch_after_the_shift_end` |
-//! | a WITH HOLD cursor read by PL/pgSQL `FETCH` on a refcursor — **bypass B2** | `bypass_held_cursor_fetched_from_plpgsql_after_the_shift` (ignored) |
+//! | a WITH HOLD cursor read by PL/pgSQL `FETCH` on a refcursor (was bypass B2) | `a_held_cursor_fetched_from_plpgsql_is_refused_after_the_shift` |
 //! | an extended-protocol portal (Execute after the end), a statement prepared on call and bound after | `extended_protocol_portal_and_prepared_statement` |
 //! | a libpq fast-path call (`\lo_export` through psql: lo_open/loread via PQfn) | `fast_path_lo_export_after_the_shift_end` |
 //! | `COMMIT PREPARED` of a transaction prepared as R | `commit_prepared_after_the_shift_end` |
@@ -173,8 +173,7 @@ fn do_loop_of_nextval_simple_expressions_stops_at_the_shift_end() {
 /// BYPASS B1 (notes/attacks.md): a WHILE whose condition does the work runs no PL/pgSQL
 /// statement per iteration, so nothing re-checks.
 #[test]
-#[ignore = "BYPASS B1: a PL/pgSQL WHILE loop whose condition calls nextval/lo_get (empty body) keeps running as the gated role after the shift ends"]
-fn bypass_while_condition_loop_runs_past_the_shift_end() {
+fn a_while_condition_loop_stops_when_the_shift_ends() {
     let mut t = contexts_team();
     let sql = "DO $$ BEGIN
                    WHILE nextval('work.seq') < 200 AND pg_sleep(0.05) IS NOT NULL LOOP END LOOP;
@@ -264,8 +263,7 @@ fn held_cursor_fetch_after_the_shift_end() {
 /// BYPASS B2 (notes/attacks.md): PL/pgSQL `FETCH` on a refcursor naming the held cursor reads
 /// the stored rows without ProcessUtility or the executor.
 #[test]
-#[ignore = "BYPASS B2: a WITH HOLD cursor declared as the gated role is readable after the shift ends through PL/pgSQL FETCH on a refcursor"]
-fn bypass_held_cursor_fetched_from_plpgsql_after_the_shift() {
+fn a_held_cursor_fetched_from_plpgsql_is_refused_after_the_shift() {
     let mut t = contexts_team();
     let ends = t.alice_shift_ends_in(1.0);
     let mut alice = t.connect_as("alice");

@@ -10,7 +10,7 @@
 //! | `SET ROLE`, `SET LOCAL ROLE`, `set_config('role', …, false/true)`, function `SET role` clause, `DO` / PL/pgSQL `EXECUTE`, extended protocol, `-c role=` at login, `ALTER ROLE … SET role` | `gate.rs::every_route_allows_on_call_and_refuses_off_call` (not duplicated here) |
 //! | `UPDATE pg_settings`, `SET SESSION AUTHORIZATION` (non-routes) | `gate.rs::non_routes_update_pg_settings_and_session_authorization` |
 //! | a role that INHERITs the gated role (`SET ROLE helpers`) | `gate.rs::a_role_inheriting_a_gated_role_is_gated_by_its_rule` |
-//! | a role granted TO the gated role (`SET ROLE pg_read_all_data`, `SET ROLE app_owner`, `OWNER TO app_owner`) — **bypass B0** | `bypass_roles_granted_to_the_gated_role_are_reachable_off_call` (ignored) |
+//! | a role granted TO the gated role (`SET ROLE pg_read_all_data`, `SET ROLE app_owner`, `OWNER TO app_owner`) (was bypass B0) | `roles_granted_to_the_gated_role_are_reached_only_through_its_gate` |
 //! | `ALTER FUNCTION pg_temp.f() OWNER TO R` (SECURITY DEFINER, the attack) | `membership_temp_security_definer_function_owner_to` |
 //! | temp view granted to PUBLIC, then `ALTER VIEW … OWNER TO R` | `membership_view_owner_to` |
 //! | `ALTER TABLE … OWNER TO R` | `membership_table_owner_to` |
@@ -32,7 +32,7 @@
 //! | HINT after a shift ends is `SET ROLE NONE`, and works for `-c role=` | `hint_after_shift_end_is_set_role_none_also_for_startup_role` |
 //! | `CREATE FUNCTION … SET role = R` by an off-call member: created, no decision | `creating_a_function_with_set_role_is_not_a_switch` |
 //! | doctor reports roles that can read server files (the token file) | `doctor_reports_server_file_readers` |
-//! | … also NOINHERIT members (SET ROLE pg_read_server_files) — **bypass B3** | `bypass_doctor_misses_noinherit_server_file_readers` (ignored) |
+//! | … also NOINHERIT members (SET ROLE pg_read_server_files) (was bypass B3) | `doctor_reports_noinherit_server_file_readers` |
 
 mod sec_common;
 
@@ -572,8 +572,7 @@ fn doctor_reports_server_file_readers() {
 /// BYPASS B3 (notes/attacks.md): a NOINHERIT member of pg_read_server_files (directly or through
 /// a NOINHERIT role) is not reported by doctor, yet reads the token file after SET ROLE.
 #[test]
-#[ignore = "BYPASS B3: doctor misses NOINHERIT members of pg_read_server_files, who read the PagerDuty token file with SET ROLE + COPY"]
-fn bypass_doctor_misses_noinherit_server_file_readers() {
+fn doctor_reports_noinherit_server_file_readers() {
     let mut t = team(&[]);
     ok(
         t.admin.batch_execute(
@@ -602,8 +601,7 @@ fn bypass_doctor_misses_noinherit_server_file_readers() {
 /// `SET ROLE`, because PostgreSQL's membership check recurses through prod_admin whatever
 /// INHERIT says, and the gate only judges gated roles and roles that inherit them.
 #[test]
-#[ignore = "BYPASS B0: an off-call member reaches every role granted to the gated role (SET ROLE pg_read_all_data / app_owner; ALTER … OWNER TO app_owner) — nothing refused, nothing logged"]
-fn bypass_roles_granted_to_the_gated_role_are_reachable_off_call() {
+fn roles_granted_to_the_gated_role_are_reached_only_through_its_gate() {
     let mut t = team(&[]);
     ok(
         t.admin.batch_execute(

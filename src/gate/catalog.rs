@@ -101,7 +101,9 @@ pub unsafe fn creates_function_setting_gated_role(stmt: *mut pg_sys::Node) -> bo
                 return false;
             }
             let name = CStr::from_ptr(value).to_string_lossy().into_owned();
-            roles::oid_of(&name).is_some_and(|oid| decide::is_gated(oid, &name))
+            roles::oid_of(&name).is_some_and(|oid| {
+                decide::is_gated(oid, &name) || decide::session_user_may_assume(oid, || name.clone(), crate::pg::time::now()).is_some()
+            })
         });
         found
     }

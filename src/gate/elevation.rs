@@ -11,10 +11,11 @@
 
 use std::cell::{Cell, RefCell};
 
-use oncall_core::audit;
-use oncall_core::decision::{Decision, Until};
+use oncall_core::audit::{line, truncate};
+use oncall_core::decision::{Decision, Reason, Until};
 use pgrx::{pg_sys, PgSqlErrorCode};
 
+use super::audit;
 use super::messages;
 use super::stats::Route;
 use crate::decide::Identity;
@@ -45,6 +46,8 @@ impl StatementKey {
 
 struct Elevation {
     id: u64,
+    /// When the timeout that ends its access is armed for.
+    armed: Option<i64>,
     role: pg_sys::Oid,
     role_name: String,
     route: Route,
@@ -93,6 +96,16 @@ fn record(event: &Event) {
     }
 }
 
+/// When and why an elevation that ends `now` for `reason` really ended: at its time limit or
+/// when its access lapsed, if that came first (the timeout stopped it, nothing refused yet).
+fn ending(elevation: &Elevation, now: i64, reason: EndReason) -> (i64, EndReason) {
+    match elevation.armed {
+        Some(at) if at <= now && elevation.deadline == Some(at) => (at, EndReason::MaxDuration),
+        Some(at) if at <= now => (at, EndReason::ShiftEnd),
+        _ => (now, reason),
+    }
+}
+
 fn end_event(elevation: &Elevation, at: i64, reason: EndReason) -> Event {
     Event::end(elevation.id, at, reason, elevation.statements, backend::pid())
 }
@@ -111,6 +124,9 @@ fn register_callbacks() {
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
+    if event == XACT_EVENT_ABORT {
+        report_lapse();
+    }
     if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE) {
         queue_ended();
         PENDING.set(None);
@@ -120,7 +136,9 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn at_session_end(_code: i32, _arg: pg_sys::Datum) {
     if let Some(elevation) = CURRENT.take() {
-        record(&end_event(&elevation, time::now(), EndReason::SessionEnd));
+        hooks::disarm_access_end();
+        let (at, reason) = ending(&elevation, time::now(), EndReason::SessionEnd);
+        record(&end_event(&elevation, at, reason));
     }
     queue_ended();
 }
@@ -165,6 +183,7 @@ pub fn switch_allowed(role: pg_sys::Oid, role_name: &str, route: Route, identity
     let now = time::now();
     let elevation = Elevation {
         id: queue::next_id(),
+        armed: None,
         role,
         role_name: role_name.to_owned(),
         route,
@@ -198,9 +217,11 @@ pub fn role_assigned() {
     }
     let now = time::now();
     let key = StatementKey::current();
-    if let Some(elevation) = CURRENT.take() {
-        let reason = if new_role.is_none() { EndReason::Reset } else { EndReason::Switch };
-        ENDED.with_borrow_mut(|ended| ended.push(Ended { elevation, at: now, reason, key }));
+    if let Some(mut elevation) = CURRENT.take() {
+        hooks::disarm_access_end();
+        let (at, reason) = ending(&elevation, now, if new_role.is_none() { EndReason::Reset } else { EndReason::Switch });
+        elevation.armed = None;
+        ENDED.with_borrow_mut(|ended| ended.push(Ended { elevation, at, reason, key }));
     }
     let Some(role) = new_role else { return };
     // A SET clause re-entered, or a role restored, within one statement: the same elevation.
@@ -226,6 +247,21 @@ pub fn role_assigned() {
     // Otherwise the next statement starts an elevation, once it can read the catalog.
 }
 
+/// A statement was stopped by the end of the elevation's access (the timeout): its refusal is
+/// logged and counted, and the elevation ends, as when a statement is refused at its start.
+pub fn report_lapse() {
+    if !hooks::take_access_end_reported() {
+        return;
+    }
+    let lapsed = CURRENT.with_borrow(|c| {
+        c.as_ref().map(|e| (e.role, e.role_name.clone(), e.identity.clone(), e.deadline.is_some() && e.deadline == e.armed))
+    });
+    let Some((role, role_name, identity, time_limit)) = lapsed else { return };
+    let (reason, end) = if time_limit { (Reason::TimeLimit, EndReason::MaxDuration) } else { (Reason::NotOnCall, EndReason::ShiftEnd) };
+    audit::judge(Route::Statement, &role_name, &identity, &Decision::deny(reason));
+    refused(role, end);
+}
+
 /// Whether the elevation of `role` reached its time limit (it stays refused until the role
 /// changes).
 pub fn expired(role: pg_sys::Oid, now: i64) -> bool {
@@ -243,6 +279,7 @@ pub fn refused(role: pg_sys::Oid, reason: EndReason) {
     }
     let elevation = CURRENT.with_borrow_mut(|c| c.take_if(|e| e.role == role));
     if let Some(elevation) = elevation {
+        hooks::disarm_access_end();
         record(&end_event(&elevation, time::now(), reason));
     }
 }
@@ -282,6 +319,7 @@ pub fn statement(
         let max_duration = crate::decide::limits(role).max_duration;
         let elevation = Elevation {
             id: queue::next_id(),
+            armed: None,
             role,
             role_name: role_name(),
             route: route.unwrap_or(Route::SetRole),
@@ -300,6 +338,12 @@ pub fn statement(
             if logged(statement.level) {
                 log_statement(elevation, statement.text);
             }
+        }
+        let enforced = crate::guc::enforcement() == crate::guc::Enforcement::Enforce;
+        let ends = decision.filter(|_| enforced).map(|d| earliest(d.lapses_at, elevation.deadline));
+        if let Some(Some(at)) = ends.filter(|&at| at != elevation.armed) {
+            elevation.armed = Some(at);
+            arm(elevation, at);
         }
         if elevation.warned {
             return None;
@@ -338,10 +382,32 @@ pub fn exempt_statement(role: pg_sys::Oid, statement: Statement) {
     });
 }
 
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// The timeout that stops whatever runs when the elevation's access ends.
+fn arm(elevation: &Elevation, at: i64) {
+    let time_limit = elevation.deadline == Some(at);
+    let detail = if time_limit {
+        messages::detail(oncall_core::decision::Reason::TimeLimit, &elevation.role_name, &elevation.identity)
+    } else {
+        format!(
+            "{} It ended while this statement ran (the shift ended, or the on-call data went stale).",
+            messages::detail(Reason::NotOnCall, &elevation.role_name, &elevation.identity)
+        )
+    };
+    let hint = if time_limit { messages::time_limit_hint(&elevation.role_name) } else { messages::ACCESS_ENDED_HINT.to_owned() };
+    hooks::arm_access_end(at, &messages::access_ended(&elevation.role_name, &elevation.identity), &detail, &hint);
+}
+
 fn log_statement(elevation: &Elevation, text: &str) {
     let max = usize::try_from(guc::LOG_STATEMENT_MAX_LENGTH.get()).unwrap_or(0);
-    let (text, _) = audit::truncate(text.trim(), max);
-    hooks::audit_line(&audit::line(
+    let (text, _) = truncate(text.trim(), max);
+    hooks::audit_line(&line(
         "statement",
         &[
             ("elevation", &elevation.id.to_string()),

@@ -171,6 +171,16 @@ pub unsafe extern "C-unwind" fn pg_oncall_plpgsql_statement() {
     statement::recheck_current_role(None);
 }
 
+/// PL/pgSQL's FETCH or MOVE on the cursor `name`: one kept past its transaction (WITH HOLD)
+/// is read without the executor, so it is judged here against the role that declared it.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pg_oncall_cursor_fetch(name: *const c_char) {
+    // SAFETY: a NUL-terminated portal name from the shim.
+    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    statement::fetch_from(&name);
+}
+
 /// A login, once authenticated.
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]

@@ -75,8 +75,9 @@ unsafe fn option_named(option: *mut pg_sys::DefElem, name: &std::ffi::CStr) -> b
 }
 
 /// Judges every gated role `stmt` acts as by membership; raises on a refusal. Roles the
-/// current user is itself, or is not a member of (PostgreSQL refuses those with its own
-/// error), are not judged, nor is a superuser current user (authorized as superuser).
+/// current user is itself, or could not become (PostgreSQL refuses those with its own error),
+/// are not judged, nor is a superuser current user (authorized as superuser). The chains of
+/// grants are the current user's, as PostgreSQL's check is; the identity is the session user's.
 ///
 /// # Safety
 /// `stmt` is a valid utility parse node.
@@ -95,11 +96,11 @@ pub unsafe fn judge_statement(stmt: *mut pg_sys::Node) {
         return;
     }
     for role_oid in used {
-        if role_oid == current_user || !roles::is_member_of(current_user, role_oid) {
+        if role_oid == current_user || !roles::can_set_role(current_user, role_oid) {
             continue;
         }
         let role_name = || roles::name_of(role_oid).unwrap_or_default();
-        let Some(decision) = decide::session_user_may_assume(role_oid, role_name, time::now()) else { continue };
+        let Some(decision) = decide::may_become(current_user, role_oid, role_name, time::now()) else { continue };
         let role = role_name();
         let identity = decide::session_identity();
         if audit::judge(Route::Membership, &role, &identity, &decision) {

@@ -24,6 +24,7 @@ fn judge_role(role: pg_sys::Oid, statement: Option<elevation::Statement>) -> boo
     if guc::enforcement() == Enforcement::Off {
         return false;
     }
+    elevation::report_lapse();
     let role_name = || roles::name_of(role).unwrap_or_default();
     if roles::is_superuser(roles::session_user()) {
         if !decide::is_gated(role, &role_name()) {
@@ -154,6 +155,15 @@ unsafe extern "C-unwind" fn forget_started(event: pg_sys::XactEvent::Type, _arg:
     }
 }
 
+/// FETCH or MOVE from the cursor `name` (SQL or PL/pgSQL): one declared WITH HOLD as a gated
+/// role is judged against that role.
+pub fn fetch_from(name: &str) {
+    let role = HELD_CURSORS.with_borrow(|held| held.iter().find(|(n, _)| n == name).map(|&(_, r)| r));
+    if let Some(role) = role.filter(|_| !in_parallel_worker()) {
+        judge_role(role, None);
+    }
+}
+
 /// # Safety
 /// `name` is NULL or a NUL-terminated string.
 unsafe fn cursor_name(name: *const std::ffi::c_char) -> Option<String> {
@@ -180,10 +190,8 @@ pub unsafe fn held_cursors(stmt: *mut pg_sys::Node) {
                 }
             }
             T_FetchStmt => {
-                let Some(name) = cursor_name((*(stmt as *mut pg_sys::FetchStmt)).portalname) else { return };
-                let role = HELD_CURSORS.with_borrow(|held| held.iter().find(|(n, _)| *n == name).map(|&(_, r)| r));
-                if let Some(role) = role {
-                    judge_role(role, None);
+                if let Some(name) = cursor_name((*(stmt as *mut pg_sys::FetchStmt)).portalname) {
+                    fetch_from(&name);
                 }
             }
             T_ClosePortalStmt => match cursor_name((*(stmt as *mut pg_sys::ClosePortalStmt)).portalname) {

@@ -20,8 +20,11 @@
 #include "tcop/utility.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
+#include "utils/builtins.h"
 #include "utils/guc_tables.h"
 #include "tcop/pquery.h"
+#include "utils/memutils.h"
+#include "utils/timeout.h"
 
 /* libpq/auth.h would pull in libpq-be.h and, through it, GSSAPI's headers: the hook only
  * passes the Port along (Rust reads it with pgrx's per-major definition). */
@@ -48,6 +51,7 @@ extern void pg_oncall_executor_run(QueryDesc *queryDesc);
 extern void pg_oncall_executor_end(QueryDesc *queryDesc);
 extern void pg_oncall_function_call(Oid functionId, bool fast_path);
 extern void pg_oncall_plpgsql_statement(void);
+extern void pg_oncall_cursor_fetch(const char *name);
 extern void pg_oncall_client_authentication(struct Port *port, int status);
 
 /* The SQLSTATE of pg_oncall's audit lines ("OC000"), which nothing else may claim. */
@@ -65,6 +69,22 @@ static object_access_hook_type prev_object_access = NULL;
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 static emit_log_hook_type prev_emit_log = NULL;
 static bool emitting_audit_line = false;
+
+/*
+ * The end of the current elevation's access (shift end, staleness, time limit): a timeout
+ * cancels whatever runs then, so that work that never starts a new statement (a loop in one
+ * PL/pgSQL expression) stops too; the cancellation is reported as pg_oncall's refusal.
+ */
+static TimeoutId access_end_timeout = MAX_TIMEOUTS;
+static volatile sig_atomic_t access_ended = false;
+static bool access_end_reported = false;
+static char *access_ended_message = NULL;
+static char *access_ended_detail = NULL;
+static char *access_ended_hint = NULL;
+
+/* Runs of the executor and PL/pgSQL statements so far: check_oncall_access() decides anew
+ * for each (src/api.rs). */
+uint64		pg_oncall_runs = 0;
 
 /*
  * PL/pgSQL's plugin slot (one pointer, shared through a rendezvous variable): each PL/pgSQL
@@ -125,10 +145,19 @@ oncall_plpgsql_stmt_beg(PLpgSQL_execstate *estate, PLpgSQL_stmt *stmt)
 {
 	PLpgSQL_plugin *chained = chained_plugin();
 
+	pg_oncall_runs++;
 	if (chained && chained->stmt_beg)
 		chained->stmt_beg(estate, stmt);
 	if (OidIsValid(GetCurrentRoleId()))
 		pg_oncall_plpgsql_statement();
+	/* FETCH and MOVE read a cursor kept from another transaction without the executor. */
+	if (stmt->cmd_type == PLPGSQL_STMT_FETCH)
+	{
+		PLpgSQL_var *cursor = (PLpgSQL_var *) estate->datums[((PLpgSQL_stmt_fetch *) stmt)->curvar];
+
+		if (!cursor->isnull)
+			pg_oncall_cursor_fetch(TextDatumGetCString(cursor->value));
+	}
 }
 
 static void
@@ -189,6 +218,7 @@ oncall_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 {
 	UtilityState state = {0};
 
+	access_ended = false;		/* one caught by an EXCEPTION block, or met while idle */
 	hold_plpgsql_plugin_slot();
 	pg_oncall_before_utility(pstmt, queryString, context, &state);
 	PG_TRY();
@@ -210,6 +240,8 @@ oncall_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 static void
 oncall_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	pg_oncall_runs++;
+	access_ended = false;
 	hold_plpgsql_plugin_slot();
 	pg_oncall_executor_start(queryDesc);
 	if (prev_ExecutorStart)
@@ -274,14 +306,72 @@ oncall_ClientAuthentication(struct Port *port, int status)
 }
 
 /* Every message on its way to the log: only pg_oncall's audit lines may carry their SQLSTATE,
- * so a user's RAISE LOG ... USING ERRCODE = 'OC000' cannot pass for one. */
+ * so a user's RAISE LOG ... USING ERRCODE = 'OC000' cannot pass for one; and the cancellation
+ * at the end of an elevation's access reads as the refusal it is. */
 static void
 oncall_emit_log(ErrorData *edata)
 {
 	if (edata->sqlerrcode == ERRCODE_ONCALL_AUDIT && !emitting_audit_line)
 		edata->sqlerrcode = ERRCODE_ONCALL_AUDIT_IMPOSTOR;
+	if (access_ended && edata->sqlerrcode == ERRCODE_QUERY_CANCELED && edata->elevel >= ERROR && access_ended_message)
+	{
+		access_ended = false;
+		access_end_reported = true;
+		edata->sqlerrcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		edata->message = pstrdup(access_ended_message);
+		edata->detail = pstrdup(access_ended_detail);
+		edata->hint = pstrdup(access_ended_hint);
+	}
 	if (prev_emit_log)
 		prev_emit_log(edata);
+}
+
+static void
+access_end_reached(void)
+{
+	access_ended = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+}
+
+static char *
+keep(char *old, const char *text)
+{
+	if (old)
+		pfree(old);
+	return MemoryContextStrdup(TopMemoryContext, text);
+}
+
+/* Arms (or moves) the timeout at `at`, with the error to report when it cancels a statement. */
+void
+pg_oncall_arm_access_end(TimestampTz at, const char *message, const char *detail, const char *hint)
+{
+	if (access_end_timeout == MAX_TIMEOUTS)
+		access_end_timeout = RegisterTimeout(USER_TIMEOUT, access_end_reached);
+	access_ended_message = keep(access_ended_message, message);
+	access_ended_detail = keep(access_ended_detail, detail);
+	access_ended_hint = keep(access_ended_hint, hint);
+	access_ended = false;
+	enable_timeout_at(access_end_timeout, at);
+}
+
+/* Whether a statement was stopped at the end of access since the last call (its audit line is
+ * written from a safer place than the error report). */
+bool
+pg_oncall_take_access_end_reported(void)
+{
+	bool		reported = access_end_reported;
+
+	access_end_reported = false;
+	return reported;
+}
+
+/* The elevation is over: no timeout; a cancellation pending from it is left to statement hooks. */
+void
+pg_oncall_disarm_access_end(void)
+{
+	if (access_end_timeout != MAX_TIMEOUTS)
+		disable_timeout(access_end_timeout, false);
 }
 
 /* One audit line: LOG, SQLSTATE OC000, no STATEMENT or CONTEXT lines after it. */

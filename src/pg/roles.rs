@@ -83,6 +83,27 @@ pub fn has_privileges_of(member: Oid, role: Oid) -> bool {
     unsafe { pg_sys::has_privs_of_role(member, role) }
 }
 
+/// The roles `member` is a direct member of by a grant it may use to become them (any grant
+/// before PostgreSQL 16; WITH SET TRUE from 16). Needs a transaction.
+pub fn grants_of(member: Oid) -> Vec<Oid> {
+    unsafe extern "C-unwind" {
+        fn pg_oncall_role_grants(member: Oid, roles: *mut Oid, max: c_int) -> c_int;
+    }
+    let mut roles = vec![pg_sys::InvalidOid; 16];
+    loop {
+        let max = c_int::try_from(roles.len()).unwrap_or(c_int::MAX);
+        // SAFETY: `roles` has room for `max` OIDs; a catalog error is turned into a Rust
+        // panic at the FFI boundary instead of a longjmp across our frames.
+        let n = unsafe { pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| pg_oncall_role_grants(member, roles.as_mut_ptr(), max)) };
+        let n = usize::try_from(n).unwrap_or(0);
+        if n <= roles.len() {
+            roles.truncate(n);
+            return roles;
+        }
+        roles.resize(n, pg_sys::InvalidOid);
+    }
+}
+
 /// Whether `member` may SET ROLE to `role` (PostgreSQL 16 added the per-grant SET option).
 /// Needs a transaction.
 pub fn can_set_role(member: Oid, role: Oid) -> bool {
@@ -124,13 +145,6 @@ pub fn catalog_epoch() -> u64 {
         }
     }
     CATALOG_EPOCH.get()
-}
-
-/// Whether `member` is a member of `role`, directly or through other roles, whatever INHERIT
-/// and (from PostgreSQL 16) the grants' options say. Needs a transaction.
-pub fn is_member_of(member: Oid, role: Oid) -> bool {
-    // SAFETY: membership lookup through PostgreSQL's caches.
-    unsafe { pg_sys::is_member_of_role(member, role) }
 }
 
 /// A function as `regprocedure` prints it (`lo_export(oid,text)`). Needs a transaction.

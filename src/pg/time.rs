@@ -40,10 +40,6 @@ pub fn statement_start_pg() -> pg_sys::TimestampTz {
     unsafe { unguarded::GetCurrentStatementStartTimestamp() }
 }
 
-pub fn statement_start() -> i64 {
-    unix_from_pg(statement_start_pg())
-}
-
 /// A timestamp as PostgreSQL prints it (with the session's time zone).
 pub fn format(us: i64) -> String {
     // SAFETY: timestamptz_to_str formats into a static buffer, copied at once.
