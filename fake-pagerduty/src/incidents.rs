@@ -10,7 +10,7 @@ use crate::api::{
 use crate::http::{Reply, Request};
 use crate::model::{Incident, Note, User};
 use crate::Shared;
-use chrono::{DateTime, Months, Utc};
+use chrono::{DateTime, Months, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 /// PagerDuty: at most 2,000 notes per incident.
@@ -214,6 +214,11 @@ fn render(all: &[Incident], pairs: &[(String, String)], now: DateTime<Utc>) -> R
     Ok(body.to_string())
 }
 
+/// Incident and note times as PagerDuty renders them: whole seconds, UTC.
+fn fmt_secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 fn reference(id: &str, kind: &str, summary: &str, path: &str, web_path: &str) -> Value {
     json!({
         "id": id,
@@ -236,7 +241,7 @@ fn entity(id: &str, kind: &str, name: &str, path: &str, web_path: &str, full: bo
 
 fn incident_json(i: &Incident, include: &[String]) -> Value {
     let has = |what: &str| include.iter().any(|x| x == what);
-    let created = fmt_time(i.created_at);
+    let created = fmt_secs(i.created_at);
     let ep_name = format!("Escalation Policy {}", i.escalation_policy_id);
     let mut service =
         entity(&i.service_id, "service", &format!("Service {}", i.service_id), "services", "service-directory", has("services"));
@@ -284,8 +289,8 @@ fn note_json(note: &Note) -> Value {
         "user": reference(&note.user.id, "user", &note.user.name, "users", "users"),
         "channel": {"summary": "The PagerDuty website or APIs"},
         "content": note.content,
-        "created_at": fmt_time(note.created_at),
-        "updated_at": fmt_time(note.created_at),
+        "created_at": fmt_secs(note.created_at),
+        "updated_at": fmt_secs(note.created_at),
     })
 }
 
