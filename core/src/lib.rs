@@ -1,5 +1,6 @@
-//! pg_oncall's pure logic, testable without a server: how PagerDuty's `/oncalls` answers become
-//! shifts (`pagerduty`), who is on call (`decision`), which gates a role is reached through
+//! pg_oncall's pure logic, testable without a server: how PagerDuty's `/oncalls` and
+//! `/incidents` answers become shifts and open incidents, and how notes are posted on incidents
+//! (`pagerduty`), who is on call (`decision`), which gates a role is reached through
 //! (`membership`), and the text of audit lines (`audit`).
 //! Nothing here touches PostgreSQL; the extension crate feeds it data and acts on its answers.
 

@@ -1,36 +1,61 @@
-//! Whatever the network sends, the parsers return a value or an error: never a panic, and every
-//! error displays as one line. Random bytes, random JSON, and mutated real fixtures.
+//! Whatever the network sends, the parsers (on-call pages, incident pages, notes, error bodies)
+//! return a value or an error: never a panic, and every error displays as one line. Random
+//! bytes, random JSON, and mutated real fixtures.
 
-use oncall_core::pagerduty::{parse_error_body, parse_oncalls_page};
+use oncall_core::pagerduty::{
+    parse_error_body, parse_incidents_page, parse_note_body, parse_notes_body, parse_oncalls_page, IncidentStatus,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+/// `name` relative to the crate (`../fixtures/pagerduty/` holds the shared ones,
+/// `tests/fixtures/` the incident ones).
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../fixtures/pagerduty/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path} unreadable: {e}"))
 }
 
-const FIXTURES: [&str; 6] = [
-    "oncalls_list.json",
-    "oncalls_permanent_from_issue.json",
-    "error_generic.json",
-    "error_429.json",
-    "error_quirk_error_as_array.json",
-    "error_quirk_errors_as_string.json",
+const FIXTURES: [&str; 9] = [
+    "../fixtures/pagerduty/oncalls_list.json",
+    "../fixtures/pagerduty/oncalls_permanent_from_issue.json",
+    "../fixtures/pagerduty/error_generic.json",
+    "../fixtures/pagerduty/error_429.json",
+    "../fixtures/pagerduty/error_quirk_error_as_array.json",
+    "../fixtures/pagerduty/error_quirk_errors_as_string.json",
+    "tests/fixtures/incidents_list.json",
+    "tests/fixtures/incident_notes_list.json",
+    "tests/fixtures/incident_note_created.json",
 ];
+
+fn check_error(error: &impl std::fmt::Display) {
+    let text = error.to_string();
+    assert!(!text.contains('\n') && !text.contains('\r'), "{text}");
+    assert!(text.chars().count() < 400, "{text}");
+}
 
 /// Feeds both parsers and checks the invariants that hold for any input.
 fn check(body: &[u8]) {
     match parse_oncalls_page(body) {
         Ok(page) => assert!(page.shifts.iter().all(|s| !s.email.trim().is_empty())),
-        Err(error) => {
-            let text = error.to_string();
-            assert!(!text.contains('\n') && !text.contains('\r'), "{text}");
-            assert!(text.chars().count() < 400, "{text}");
+        Err(error) => check_error(&error),
+    }
+    match parse_incidents_page(body) {
+        Ok(page) => {
+            for incident in &page.incidents {
+                assert!(!incident.id.is_empty());
+                assert!(matches!(incident.status, IncidentStatus::Triggered | IncidentStatus::Acknowledged));
+                let emails = &incident.assignee_emails;
+                assert!(emails.windows(2).all(|w| w[0] < w[1]), "sorted, deduplicated: {emails:?}");
+                assert!(emails.iter().all(|e| !e.is_empty() && *e == e.trim().to_lowercase()), "{emails:?}");
+            }
         }
+        Err(error) => check_error(&error),
+    }
+    if let Err(error) = parse_note_body(body) {
+        check_error(&error);
+    }
+    if let Err(error) = parse_notes_body(body) {
+        check_error(&error);
     }
     if let Some(message) = parse_error_body(body) {
         assert!(!message.is_empty());
@@ -52,7 +77,10 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("+275760-09-13T00:00:00Z"),
             Just("9999-12-31T23:59:59.999999999+23:59"),
             Just("user"),
-            Just("oncalls")
+            Just("oncalls"),
+            Just("triggered"),
+            Just("acknowledged"),
+            Just(" MiXed@Case.Example ")
         ]
         .prop_map(|s| Value::String(s.into())),
     ];
@@ -78,6 +106,16 @@ fn json_value() -> impl Strategy<Value = Value> {
                         Just("errors".to_string()),
                         Just("message".to_string()),
                         Just("code".to_string()),
+                        Just("incidents".to_string()),
+                        Just("incident_number".to_string()),
+                        Just("status".to_string()),
+                        Just("created_at".to_string()),
+                        Just("assignments".to_string()),
+                        Just("assignee".to_string()),
+                        Just("service".to_string()),
+                        Just("note".to_string()),
+                        Just("notes".to_string()),
+                        Just("content".to_string()),
                         "[a-z]{1,8}",
                     ],
                     inner,
@@ -173,6 +211,11 @@ proptest! {
         check(value.to_string().as_bytes());
         check(json!({"oncalls": [value.clone()], "more": false}).to_string().as_bytes());
         check(json!({"error": value}).to_string().as_bytes());
+        check(json!({"incidents": [value.clone()], "more": false}).to_string().as_bytes());
+        check(json!({"incidents": [{"id": "P1", "incident_number": 1, "status": "triggered",
+            "created_at": "2030-01-01T00:00:00Z", "assignments": [value.clone()]}]}).to_string().as_bytes());
+        check(json!({"note": value.clone()}).to_string().as_bytes());
+        check(json!({"notes": [value]}).to_string().as_bytes());
     }
 
     #[test]
@@ -219,5 +262,44 @@ proptest! {
         let page = parse_oncalls_page(json!({"oncalls": oncalls}).to_string().as_bytes()).unwrap();
         prop_assert_eq!(page.shifts.len() + page.skipped_without_email, rows.len());
         prop_assert_eq!(page.skipped_without_email, rows.iter().filter(|r| r.0.is_none()).count());
+    }
+
+    #[test]
+    fn parsed_incidents_are_all_accounted_for(
+        rows in prop::collection::vec(
+            (
+                prop_oneof![Just("triggered"), Just("acknowledged"), Just("resolved"), Just("snoozed")],
+                prop::collection::vec(prop::option::of("[ ]?[a-zA-Z]{1,4}@[xX]\\.test[ ]?"), 0..4),
+                0i64..4_000_000_000,
+            ),
+            0..30,
+        ),
+    ) {
+        let incidents: Vec<Value> = rows.iter().enumerate().map(|(i, (status, assignees, created))| {
+            let assignments: Vec<Value> = assignees.iter().map(|email| {
+                json!({"at": "2030-01-01T00:00:00Z", "assignee": {"id": "PU", "type": "user", "email": email}})
+            }).collect();
+            json!({
+                "id": format!("P{i}"),
+                "incident_number": i,
+                "status": status,
+                "created_at": chrono::DateTime::from_timestamp(*created, 0).unwrap().to_rfc3339(),
+                "assignments": assignments,
+            })
+        }).collect();
+        let page = parse_incidents_page(json!({"incidents": incidents}).to_string().as_bytes()).unwrap();
+        let open = |s: &&str| *s == "triggered" || *s == "acknowledged";
+        prop_assert_eq!(page.incidents.len() + page.skipped_not_open, rows.len());
+        prop_assert_eq!(page.incidents.len(), rows.iter().filter(|r| open(&r.0)).count());
+        for incident in &page.incidents {
+            let (_, assignees, created) = &rows[incident.incident_number as usize];
+            let mut expected: Vec<String> = assignees.iter().flatten().map(|e| e.trim().to_lowercase()).collect();
+            expected.sort();
+            expected.dedup();
+            prop_assert_eq!(&incident.assignee_emails, &expected);
+            prop_assert_eq!(incident.created_at_us, created * 1_000_000);
+        }
+        let without: usize = rows.iter().filter(|r| open(&r.0)).map(|r| r.1.iter().filter(|e| e.is_none()).count()).sum();
+        prop_assert_eq!(page.assignees_without_email, without);
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::api::{error_body, fmt_time, parse_time};
 use crate::http::{Reply, Request};
-use crate::model::{Fault, Oncall, User};
+use crate::model::{Endpoint, Fault, Incident, Note, Oncall, User};
 use crate::Shared;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -22,7 +22,71 @@ fn body_text(req: &Request) -> Result<&str, Reply> {
 
 pub(crate) fn handle(shared: &Shared, req: &Request) -> Reply {
     let route = (req.method.as_str(), req.path.trim_end_matches('/'));
+    if let Some(rest) = route.1.strip_prefix("/_admin/incidents/") {
+        return incident_action(shared, req, rest);
+    }
     match route {
+        ("GET", "/_admin/incidents") => ok(incidents_to_json(&shared.lock().incidents)),
+        ("PUT" | "POST", "/_admin/incidents") => {
+            let text = match body_text(req) {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
+            // PUT replaces every incident; POST adds one (an object) or several (an array).
+            let text =
+                if req.method == "POST" && text.trim_start().starts_with('{') { format!("[{text}]") } else { text.to_string() };
+            match incidents_from_json(&text) {
+                Ok(list) => {
+                    let mut st = shared.lock();
+                    if req.method == "PUT" {
+                        st.incidents.clear();
+                    }
+                    let ids: Vec<String> = list.into_iter().map(|i| st.upsert_incident(i)).collect();
+                    let numbers: Vec<Value> = ids
+                        .iter()
+                        .filter_map(|id| st.incidents.iter().find(|i| &i.id == id))
+                        .map(|i| json!({"id": i.id, "incident_number": i.incident_number}))
+                        .collect();
+                    ok(json!({ "incidents": numbers }))
+                }
+                Err(e) => bad_request(e),
+            }
+        }
+        ("GET", "/_admin/notes") => ok(notes_to_json(&shared.lock().notes)),
+        ("DELETE", "/_admin/notes") => {
+            shared.lock().notes.clear();
+            ok(json!({ "notes": 0 }))
+        }
+        ("GET", "/_admin/users") => ok(users_to_json(&shared.lock().known_users())),
+        ("POST", "/_admin/users") => {
+            let text = match body_text(req) {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
+            match users_from_json(text) {
+                Ok(users) => {
+                    let mut st = shared.lock();
+                    st.users.extend(users);
+                    ok(json!({ "users": st.users.len() }))
+                }
+                Err(e) => bad_request(e),
+            }
+        }
+        ("PUT", "/_admin/write_token") => {
+            let token = match body_text(req) {
+                Ok(t) => t.trim().to_string(),
+                Err(r) => return r,
+            };
+            if token.is_empty() {
+                return bad_request("the write token must not be empty".into());
+            }
+            shared.lock().write_token = Some(token);
+            ok(json!({ "write_token": true }))
+        }
+        ("DELETE", "/_admin/write_token") => {
+            shared.lock().write_token = None;
+            ok(json!({ "write_token": false }))
+        }
         ("GET", "/_admin/oncalls") => ok(oncalls_to_json(&shared.lock().oncalls)),
         ("PUT", "/_admin/oncalls") => {
             let text = match body_text(req) {
@@ -60,11 +124,15 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Reply {
             }
             let mut st = shared.lock();
             for spec in parsed {
-                if spec.persistent {
-                    st.persistent = Some(spec.fault);
-                } else {
-                    for _ in 0..spec.times {
-                        st.faults.push_back(spec.fault.clone());
+                match (spec.persistent, spec.endpoint) {
+                    (true, None) => st.persistent = Some(spec.fault),
+                    (true, Some(endpoint)) => {
+                        st.persistent_by_endpoint.insert(endpoint, spec.fault);
+                    }
+                    (false, endpoint) => {
+                        for _ in 0..spec.times {
+                            st.faults.push_back((endpoint, spec.fault.clone()));
+                        }
                     }
                 }
             }
@@ -75,15 +143,19 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Reply {
         }
         ("GET", "/_admin/faults") => {
             let st = shared.lock();
+            let by_endpoint: Map<String, Value> =
+                st.persistent_by_endpoint.iter().map(|(e, f)| (e.name().to_string(), fault_to_json(f))).collect();
             ok(json!({
-                "queued": st.faults.iter().map(fault_to_json).collect::<Vec<_>>(),
+                "queued": st.faults.iter().map(|(e, f)| with_endpoint(fault_to_json(f), *e)).collect::<Vec<_>>(),
                 "persistent": st.persistent.as_ref().map(fault_to_json),
+                "persistent_by_endpoint": by_endpoint,
             }))
         }
         ("DELETE", "/_admin/faults") => {
             let mut st = shared.lock();
             st.faults.clear();
             st.persistent = None;
+            st.persistent_by_endpoint.clear();
             ok(json!({ "queued": 0, "persistent": null }))
         }
         ("GET", "/_admin/requests") => {
@@ -98,6 +170,7 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Reply {
                         "path": r.path,
                         "query": r.query,
                         "headers": r.headers,
+                        "body": String::from_utf8_lossy(&r.body),
                         "at_ms": r.at.saturating_duration_since(started).as_secs_f64() * 1000.0,
                     })
                 })
@@ -225,6 +298,8 @@ struct FaultSpec {
     fault: Fault,
     persistent: bool,
     times: u32,
+    /// `None`: any endpoint.
+    endpoint: Option<Endpoint>,
 }
 
 /// Parses one fault description (see README): exactly one of `status`, `rate_limited`,
@@ -235,7 +310,7 @@ fn fault_spec_from_json(v: &Value) -> Result<FaultSpec, String> {
         return Err("expected a JSON object".into());
     };
     const KINDS: [&str; 7] = ["status", "rate_limited", "delay_ms", "truncated", "garbage", "huge_bytes", "hang"];
-    const EXTRA: [&str; 4] = ["body", "headers", "persistent", "times"];
+    const EXTRA: [&str; 5] = ["body", "headers", "persistent", "times", "endpoint"];
     if let Some(k) = m.keys().find(|k| !KINDS.contains(&k.as_str()) && !EXTRA.contains(&k.as_str())) {
         return Err(format!("unknown field {k:?}"));
     }
@@ -314,7 +389,231 @@ fn fault_spec_from_json(v: &Value) -> Result<FaultSpec, String> {
     if persistent && times != 1 {
         return Err("times does not go with persistent".into());
     }
-    Ok(FaultSpec { fault, persistent, times })
+    let endpoint = match m.get("endpoint") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(
+            Endpoint::from_name(name).ok_or_else(|| format!("endpoint must be oncalls, incidents or notes (got {name:?})"))?,
+        ),
+        Some(_) => return Err("endpoint must be a string".into()),
+    };
+    Ok(FaultSpec { fault, persistent, times, endpoint })
+}
+
+fn with_endpoint(mut fault: Value, endpoint: Option<Endpoint>) -> Value {
+    if let (Some(endpoint), Value::Object(m)) = (endpoint, &mut fault) {
+        m.insert("endpoint".into(), json!(endpoint.name()));
+    }
+    fault
+}
+
+/// `POST /_admin/incidents/{id}/resolve` or `PATCH /_admin/incidents/{id}`.
+fn incident_action(shared: &Shared, req: &Request, rest: &str) -> Reply {
+    let (id, action) = match rest.split_once('/') {
+        Some((id, action)) => (id, Some(action)),
+        None => (rest, None),
+    };
+    let id = crate::http::percent_decode_path(id);
+    let mut st = shared.lock();
+    let Some(index) = st.incidents.iter().position(|i| i.id == id) else {
+        return crate::api::not_found();
+    };
+    match (req.method.as_str(), action) {
+        ("POST", Some("resolve")) => {
+            let incident = &mut st.incidents[index];
+            incident.status = "resolved".into();
+            incident.assignees.clear();
+        }
+        ("PATCH", None) => {
+            let value: Value = match std::str::from_utf8(&req.body).ok().and_then(|t| serde_json::from_str(t).ok()) {
+                Some(v) => v,
+                None => return bad_request("body is not JSON".into()),
+            };
+            let Value::Object(m) = value else {
+                return bad_request("expected a JSON object".into());
+            };
+            if let Some(k) = m.keys().find(|k| !["status", "urgency", "title", "assignees"].contains(&k.as_str())) {
+                return bad_request(format!("unknown field {k:?}"));
+            }
+            let mut incident = st.incidents[index].clone();
+            if let Err(e) = apply_incident_fields(&mut incident, &m) {
+                return bad_request(e);
+            }
+            st.upsert_incident(incident);
+        }
+        _ => return crate::api::not_found(),
+    }
+    let incident = st.incidents.iter().find(|i| i.id == id).expect("still there");
+    ok(incidents_to_json(std::slice::from_ref(incident))[0].clone())
+}
+
+/// Parses incidents: a JSON array of `{"id", "service_id", "escalation_policy_id",
+/// "incident_number"?, "title"?, "status"?, "urgency"?, "team_ids"?, "assignees"?: [email],
+/// "created_at"?, "incident_key"?}`. Defaults: the next number, `Incident {id}`, `triggered`,
+/// `high`, no teams, nobody assigned, created now. A resolved incident has no assignees.
+pub fn incidents_from_json(text: &str) -> Result<Vec<Incident>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Array(items) = value else {
+        return Err("expected a JSON array of incidents".into());
+    };
+    items.iter().enumerate().map(|(i, item)| incident_from_json(item).map_err(|e| format!("incident {i}: {e}"))).collect()
+}
+
+fn incident_from_json(item: &Value) -> Result<Incident, String> {
+    let Value::Object(m) = item else {
+        return Err("expected an object".into());
+    };
+    const KNOWN: [&str; 11] = [
+        "id",
+        "service_id",
+        "escalation_policy_id",
+        "incident_number",
+        "title",
+        "status",
+        "urgency",
+        "team_ids",
+        "assignees",
+        "created_at",
+        "incident_key",
+    ];
+    if let Some(k) = m.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(format!("unknown field {k:?}"));
+    }
+    let id = req_str(m, "id")?;
+    if id.is_empty() || id.contains('/') {
+        return Err("id must be non-empty and without '/'".into());
+    }
+    let mut incident = crate::model::incident(&id, &req_str(m, "service_id")?, &req_str(m, "escalation_policy_id")?);
+    incident.title = format!("Incident {id}");
+    if let Some(n) = m.get("incident_number") {
+        incident.incident_number = n.as_u64().filter(|n| *n > 0).ok_or("incident_number must be a positive integer")?;
+    }
+    if let Some(created) = opt_str(m, "created_at")? {
+        incident.created_at =
+            parse_time(&created).ok_or_else(|| format!("created_at is not an ISO 8601 date-time: {created:?}"))?;
+    }
+    incident.incident_key = opt_str(m, "incident_key")?;
+    if let Some(Value::Array(teams)) = m.get("team_ids") {
+        incident.team_ids =
+            teams.iter().map(|t| t.as_str().map(str::to_string).ok_or("team_ids must hold strings")).collect::<Result<_, _>>()?;
+    } else if m.get("team_ids").is_some_and(|t| !t.is_null()) {
+        return Err("team_ids must be an array".into());
+    }
+    apply_incident_fields(&mut incident, m)?;
+    Ok(incident)
+}
+
+/// `status`, `urgency`, `title`, `assignees` (emails) where present.
+fn apply_incident_fields(incident: &mut Incident, m: &Map<String, Value>) -> Result<(), String> {
+    if let Some(title) = opt_str(m, "title")? {
+        incident.title = title;
+    }
+    if let Some(urgency) = opt_str(m, "urgency")? {
+        if !["high", "low"].contains(&urgency.as_str()) {
+            return Err("urgency must be high or low".into());
+        }
+        incident.urgency = urgency;
+    }
+    match m.get("assignees") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(emails)) => {
+            incident.assignees = emails
+                .iter()
+                .map(|e| match e.as_str() {
+                    Some(email) if !email.trim().is_empty() => Ok(User::from_email(email.trim())),
+                    _ => Err("assignees must hold emails".to_string()),
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Some(_) => return Err("assignees must be an array of emails".into()),
+    }
+    if let Some(status) = opt_str(m, "status")? {
+        if !["triggered", "acknowledged", "resolved"].contains(&status.as_str()) {
+            return Err("status must be triggered, acknowledged or resolved".into());
+        }
+        incident.status = status;
+    }
+    if incident.status == "resolved" {
+        incident.assignees.clear();
+    }
+    Ok(())
+}
+
+/// Incidents in the format [`incidents_from_json`] reads (every field explicit).
+pub fn incidents_to_json(list: &[Incident]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|i| {
+                json!({
+                    "id": i.id,
+                    "incident_number": i.incident_number,
+                    "title": i.title,
+                    "status": i.status,
+                    "urgency": i.urgency,
+                    "service_id": i.service_id,
+                    "escalation_policy_id": i.escalation_policy_id,
+                    "team_ids": i.team_ids,
+                    "assignees": i.assignees.iter().map(|u| u.email.clone()).collect::<Vec<_>>(),
+                    "created_at": fmt_time(i.created_at),
+                    "incident_key": i.incident_key,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn notes_to_json(notes: &[Note]) -> Value {
+    Value::Array(
+        notes
+            .iter()
+            .map(|n| {
+                json!({
+                    "id": n.id,
+                    "incident_id": n.incident_id,
+                    "from": n.from,
+                    "user_id": n.user.id,
+                    "content": n.content,
+                    "created_at": fmt_time(n.created_at),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Parses users: a JSON array of `{"email", "name"?, "user_id"?}` (name and id derived from
+/// the email when absent).
+pub fn users_from_json(text: &str) -> Result<Vec<User>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Array(items) = value else {
+        return Err("expected a JSON array of users".into());
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(m) = item else {
+                return Err(format!("user {i}: expected an object"));
+            };
+            if let Some(k) = m.keys().find(|k| !["email", "name", "user_id"].contains(&k.as_str())) {
+                return Err(format!("user {i}: unknown field {k:?}"));
+            }
+            let email = req_str(m, "email").map_err(|e| format!("user {i}: {e}"))?;
+            if email.trim().is_empty() {
+                return Err(format!("user {i}: email must not be empty"));
+            }
+            let mut user = User::from_email(email.trim());
+            if let Some(name) = opt_str(m, "name").map_err(|e| format!("user {i}: {e}"))? {
+                user.name = name;
+            }
+            if let Some(id) = opt_str(m, "user_id").map_err(|e| format!("user {i}: {e}"))? {
+                user.id = id;
+            }
+            Ok(user)
+        })
+        .collect()
+}
+
+fn users_to_json(users: &[User]) -> Value {
+    Value::Array(users.iter().map(|u| json!({"email": u.email, "name": u.name, "user_id": u.id})).collect())
 }
 
 /// A fault in the same format [`fault_spec_from_json`] reads.

@@ -3,16 +3,16 @@
 //! response and error bodies in the spec's shapes.
 
 use crate::http::{Reply, Request};
-use crate::model::Oncall;
-use crate::Shared;
+use crate::model::{Oncall, User};
+use crate::{Shared, State};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-const API_BASE: &str = "https://api.pagerduty.com";
-const WEB_BASE: &str = "https://fake.pagerduty.com";
+pub(crate) const API_BASE: &str = "https://api.pagerduty.com";
+pub(crate) const WEB_BASE: &str = "https://fake.pagerduty.com";
 /// PagerDuty: `limit` max 100. Larger values are clamped (and the clamped value echoed), not refused.
 const MAX_LIMIT: i64 = 100;
-const DEFAULT_LIMIT: i64 = 25;
+pub(crate) const DEFAULT_LIMIT: i64 = 25;
 /// PagerDuty: `offset + limit` may not exceed 10,000 (400 past it).
 const MAX_OFFSET_PLUS_LIMIT: i64 = 10_000;
 /// PagerDuty: on-call windows are limited to 90 days.
@@ -28,7 +28,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn invalid(detail: String) -> ApiError {
+    pub(crate) fn invalid(detail: String) -> ApiError {
         ApiError { status: 400, message: "Invalid Input Provided", code: 2001, errors: vec![detail] }
     }
 
@@ -60,37 +60,37 @@ pub(crate) fn not_found() -> Reply {
     Reply::json(404, error_body("Not Found", 2100, &[]))
 }
 
-fn method_not_allowed() -> Reply {
-    // Not covered by the spec; 405 with the generic error shape and an Allow header.
+/// Not covered by the spec; 405 with the generic error shape and an `Allow` header.
+pub(crate) fn method_not_allowed(allow: &str) -> Reply {
     Reply::Full {
         status: 405,
         headers: vec![
             ("Content-Type".to_string(), "application/json; charset=utf-8".to_string()),
-            ("Allow".to_string(), "GET".to_string()),
+            ("Allow".to_string(), allow.to_string()),
         ],
         body: error_body("Method Not Allowed", 2100, &[]).into_bytes(),
     }
 }
 
-fn unauthorized() -> Reply {
+pub(crate) fn unauthorized() -> Reply {
     Reply::json(401, error_body("Unauthorized", 2006, &[]))
 }
 
 /// The spec only lists 400/401/403/429 for `GET /oncalls` and says nothing about a wrong
 /// `Accept`; we answer 400 (a documented status for this operation, ArgumentError shape)
 /// rather than 406.
-fn bad_accept(got: Option<&str>) -> Reply {
+pub(crate) fn bad_accept(got: Option<&str>) -> Reply {
     ApiError::invalid(format!("Accept header must be application/vnd.pagerduty+json;version=2 (got {got:?})")).reply()
 }
 
 /// Normal handling of a request to `/oncalls` (faults already dealt with).
 pub(crate) fn answer(shared: &Shared, req: &Request) -> Reply {
     if req.method != "GET" {
-        return method_not_allowed();
+        return method_not_allowed("GET");
     }
     let (authorized, raw_page, oncalls) = {
         let st = shared.lock();
-        let ok = is_authorized(req, &st.token);
+        let ok = access(req, &st).is_some();
         if ok {
             (true, st.raw_page.clone(), st.oncalls.clone())
         } else {
@@ -127,23 +127,35 @@ pub(crate) fn success_body(shared: &Shared, req: &Request) -> Vec<u8> {
     }
 }
 
+/// What a valid token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The main token: read scopes only (`oncalls.read`, `incidents.read`, ...).
+    Read,
+    /// The write token: full access, `incidents.write` included.
+    Write,
+}
+
 /// `Authorization: Token token=<token>` (scheme case-insensitive, token may be quoted)
-/// or `Authorization: Bearer <token>`.
-fn is_authorized(req: &Request, token: &str) -> bool {
-    let Some(value) = req.header("authorization") else {
-        return false;
-    };
+/// or `Authorization: Bearer <token>`, matched against the read and the write token.
+pub(crate) fn access(req: &Request, st: &State) -> Option<Access> {
+    let value = req.header("authorization")?;
     let presented = if let Some(rest) = strip_prefix_ci(value.trim(), "token ") {
-        match strip_prefix_ci(rest.trim_start(), "token=") {
-            Some(t) => t.trim().trim_matches('"'),
-            None => return false,
-        }
+        strip_prefix_ci(rest.trim_start(), "token=")?.trim().trim_matches('"')
     } else if let Some(rest) = strip_prefix_ci(value.trim(), "bearer ") {
         rest.trim()
     } else {
-        return false;
+        return None;
     };
-    !presented.is_empty() && presented == token
+    if presented.is_empty() {
+        None
+    } else if st.write_token.as_deref() == Some(presented) {
+        Some(Access::Write)
+    } else if presented == st.token {
+        Some(Access::Read)
+    } else {
+        None
+    }
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -156,7 +168,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Some media range in `Accept` must be `application/vnd.pagerduty+json` with `version=2`
 /// (case and spaces around `;` / `=` tolerated; other ranges in a list are ignored).
-fn accept_ok(req: &Request) -> bool {
+pub(crate) fn accept_ok(req: &Request) -> bool {
     req.headers.iter().filter(|(n, _)| n == "accept").flat_map(|(_, v)| v.split(',')).any(|range| {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
@@ -230,20 +242,7 @@ fn parse_query(pairs: &[(String, String)], now: DateTime<Utc>) -> Result<Query, 
             _ => {} // like PagerDuty, unknown parameters are ignored
         }
     }
-    if limit < 1 {
-        return Err(ApiError::invalid(format!("limit must be a positive integer (got {limit})")));
-    }
-    let limit = limit.min(MAX_LIMIT);
-    if offset < 0 {
-        return Err(ApiError::invalid(format!("offset must not be negative (got {offset})")));
-    }
-    if offset.saturating_add(limit) > MAX_OFFSET_PLUS_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "offset + limit must not exceed {MAX_OFFSET_PLUS_LIMIT} (got offset {offset} + limit {limit}); narrow the query with filters"
-        )));
-    }
-    q.limit = limit as usize;
-    q.offset = offset as usize;
+    (q.limit, q.offset) = page_bounds(limit, offset)?;
 
     // The spec: both default to the current time; until may not be before since.
     q.since = since.unwrap_or(now);
@@ -257,7 +256,25 @@ fn parse_query(pairs: &[(String, String)], now: DateTime<Utc>) -> Result<Query, 
     Ok(q)
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+/// `limit` (at least 1, clamped to 100) and `offset` (not negative), with `offset + limit` at
+/// most 10,000, as every offset-paginated PagerDuty listing requires.
+pub(crate) fn page_bounds(limit: i64, offset: i64) -> Result<(usize, usize), ApiError> {
+    if limit < 1 {
+        return Err(ApiError::invalid(format!("limit must be a positive integer (got {limit})")));
+    }
+    let limit = limit.min(MAX_LIMIT);
+    if offset < 0 {
+        return Err(ApiError::invalid(format!("offset must not be negative (got {offset})")));
+    }
+    if offset.saturating_add(limit) > MAX_OFFSET_PLUS_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "offset + limit must not exceed {MAX_OFFSET_PLUS_LIMIT} (got offset {offset} + limit {limit}); narrow the query with filters"
+        )));
+    }
+    Ok((limit as usize, offset as usize))
+}
+
+pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -265,11 +282,11 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn parse_int(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_int(name: &str, value: &str) -> Result<i64, ApiError> {
     value.trim().parse::<i64>().map_err(|_| ApiError::invalid(format!("{name} must be an integer (got {value:?})")))
 }
 
-fn parse_time_param(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_time_param(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_time(value).ok_or_else(|| {
         ApiError::invalid(format!("{name} must be an ISO 8601 date-time (got {value:?}; a '+' in an offset must be sent as %2B)"))
     })
@@ -472,8 +489,23 @@ fn oncall_out<'a>(o: &'a Oncall, q: &Query) -> OncallOut<'a> {
             })
         }
     });
-    let u = &o.user;
-    let user = if q.include_users {
+    OncallOut {
+        escalation_policy,
+        escalation_level: o.escalation_level,
+        schedule,
+        user: user_entity(&o.user, q.include_users),
+        start: o.start.map(fmt_time),
+        end: o.end.map(fmt_time),
+    }
+}
+
+/// A user as the spec renders it: the full `User` (with `email`) or a `user_reference`.
+pub(crate) fn user_json(u: &User, full: bool) -> serde_json::Value {
+    serde_json::to_value(user_entity(u, full)).expect("user serializes")
+}
+
+fn user_entity(u: &User, full: bool) -> Entity<'_> {
+    if full {
         Entity::User(FullUser {
             id: &u.id,
             kind: "user",
@@ -501,14 +533,6 @@ fn oncall_out<'a>(o: &'a Oncall, q: &Query) -> OncallOut<'a> {
             self_url: format!("{API_BASE}/users/{}", u.id),
             html_url: format!("{WEB_BASE}/users/{}", u.id),
         })
-    };
-    OncallOut {
-        escalation_policy,
-        escalation_level: o.escalation_level,
-        schedule,
-        user,
-        start: o.start.map(fmt_time),
-        end: o.end.map(fmt_time),
     }
 }
 

@@ -75,7 +75,125 @@ impl Oncall {
     }
 }
 
-/// Something going wrong on purpose, applied to a request to `/oncalls` before normal handling.
+/// A PagerDuty incident as the fake knows it. `assignees` is empty once resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incident {
+    pub id: String,
+    /// 0 = "give it the next number" when added to the fake.
+    pub incident_number: u64,
+    pub title: String,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub status: String,
+    /// `high` or `low`.
+    pub urgency: String,
+    pub service_id: String,
+    /// The escalation policy of the incident's service.
+    pub escalation_policy_id: String,
+    pub team_ids: Vec<String>,
+    pub assignees: Vec<User>,
+    pub created_at: DateTime<Utc>,
+    pub incident_key: Option<String>,
+}
+
+/// A triggered, high-urgency incident `id` on `service_id`, whose service escalates through
+/// `escalation_policy_id`, created now, unassigned, numbered when added to the fake.
+pub fn incident(id: &str, service_id: &str, escalation_policy_id: &str) -> Incident {
+    Incident {
+        id: id.to_string(),
+        incident_number: 0,
+        title: format!("Incident {id}"),
+        status: "triggered".to_string(),
+        urgency: "high".to_string(),
+        service_id: service_id.to_string(),
+        escalation_policy_id: escalation_policy_id.to_string(),
+        team_ids: Vec::new(),
+        assignees: Vec::new(),
+        created_at: Utc::now(),
+        incident_key: None,
+    }
+}
+
+impl Incident {
+    /// Adds an assignee (id and name derived from the email unless the fake knows the user).
+    pub fn assigned_to(mut self, email: &str) -> Incident {
+        self.assignees.push(User::from_email(email));
+        self
+    }
+
+    pub fn with_status(mut self, status: &str) -> Incident {
+        self.status = status.to_string();
+        if status == "resolved" {
+            self.assignees.clear();
+        }
+        self
+    }
+
+    pub fn with_urgency(mut self, urgency: &str) -> Incident {
+        self.urgency = urgency.to_string();
+        self
+    }
+
+    pub fn with_title(mut self, title: &str) -> Incident {
+        self.title = title.to_string();
+        self
+    }
+
+    pub fn with_number(mut self, number: u64) -> Incident {
+        self.incident_number = number;
+        self
+    }
+
+    pub fn created_at(mut self, at: DateTime<Utc>) -> Incident {
+        self.created_at = at;
+        self
+    }
+
+    pub fn with_team(mut self, team_id: &str) -> Incident {
+        self.team_ids.push(team_id.to_string());
+        self
+    }
+}
+
+/// A note the fake received through `POST /incidents/{id}/notes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub id: String,
+    pub incident_id: String,
+    /// The `From` header exactly as sent.
+    pub from: String,
+    /// The user `From` named (the note's `user`).
+    pub user: User,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which API endpoint a fault is for (`None` where a fault is accepted = any of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /oncalls`
+    Oncalls,
+    /// `GET /incidents`
+    Incidents,
+    /// `GET` and `POST /incidents/{id}/notes`
+    Notes,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Oncalls => "oncalls",
+            Endpoint::Incidents => "incidents",
+            Endpoint::Notes => "notes",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        [Endpoint::Oncalls, Endpoint::Incidents, Endpoint::Notes].into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// Something going wrong on purpose, applied to a request to an API endpoint before normal
+/// handling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this status, body (none: empty) and extra headers. A
@@ -107,6 +225,8 @@ pub struct RecordedRequest {
     pub query: Vec<(String, String)>,
     /// Header names lower-cased, values as sent, in order.
     pub headers: Vec<(String, String)>,
+    /// The request body (empty for GET).
+    pub body: Vec<u8>,
     pub at: Instant,
 }
 

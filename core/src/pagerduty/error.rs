@@ -20,8 +20,9 @@ pub enum SyncError {
     Config(String),
     /// 401. Permanent.
     Unauthorized,
-    /// 403: the token lacks the `oncalls.read` scope. Permanent.
-    Forbidden { message: Option<String> },
+    /// 403: the token lacks `scope` (`oncalls.read` for the on-call sync, `incidents.read` for
+    /// the incident sync). Permanent.
+    Forbidden { scope: &'static str, message: Option<String> },
     /// 400: PagerDuty refused the arguments. Permanent.
     BadRequest { offset: u32, message: Option<String> },
     /// Any other unexpected status (3xx, 4xx other than 400/401/403/408/429). Permanent for 4xx.
@@ -46,6 +47,10 @@ pub enum SyncError {
     /// The account is too large to fetch completely (see `detail`). Permanent until the lookahead
     /// shrinks or the account does.
     TooManyOncalls { detail: String },
+    /// More open incidents created within one second than PagerDuty can page through (the
+    /// incident sync walks past 10,000 by creation time, see `fetch_open_incidents`). Permanent
+    /// while those incidents stay open.
+    TooManyIncidents { detail: String },
     /// The cancel flag was set.
     Cancelled,
 }
@@ -68,7 +73,8 @@ impl SyncError {
             | SyncError::Forbidden { .. }
             | SyncError::BadRequest { .. }
             | SyncError::PolicyTooLarge { .. }
-            | SyncError::TooManyOncalls { .. } => true,
+            | SyncError::TooManyOncalls { .. }
+            | SyncError::TooManyIncidents { .. } => true,
             SyncError::HttpStatus { status, .. } => (400..500).contains(status),
             SyncError::ServerError { .. }
             | SyncError::RateLimited { .. }
@@ -85,6 +91,40 @@ impl SyncError {
             SyncError::InvalidResponse { offset: None, detail } => SyncError::InvalidResponse { offset: Some(offset), detail },
             other => other,
         }
+    }
+
+    /// Defence in depth: should PagerDuty or a proxy ever echo the token, it leaves no trace.
+    pub(crate) fn redacted(self, token: &str) -> SyncError {
+        let scrub = |text: String| redact(text, token);
+        let scrub_option = |text: Option<String>| text.map(scrub);
+        match self {
+            SyncError::Config(detail) => SyncError::Config(scrub(detail)),
+            SyncError::Forbidden { scope, message } => SyncError::Forbidden { scope, message: scrub_option(message) },
+            SyncError::BadRequest { offset, message } => SyncError::BadRequest { offset, message: scrub_option(message) },
+            SyncError::HttpStatus { status, offset, message } => {
+                SyncError::HttpStatus { status, offset, message: scrub_option(message) }
+            }
+            SyncError::ServerError { status, attempts, message, retry_after } => {
+                SyncError::ServerError { status, attempts, message: scrub_option(message), retry_after }
+            }
+            SyncError::Connection { attempts, detail } => SyncError::Connection { attempts, detail: scrub(detail) },
+            SyncError::InvalidResponse { offset, detail } => SyncError::InvalidResponse { offset, detail: scrub(detail) },
+            SyncError::PolicyTooLarge { escalation_policy_id } => {
+                SyncError::PolicyTooLarge { escalation_policy_id: scrub(escalation_policy_id) }
+            }
+            SyncError::TooManyOncalls { detail } => SyncError::TooManyOncalls { detail: scrub(detail) },
+            SyncError::TooManyIncidents { detail } => SyncError::TooManyIncidents { detail: scrub(detail) },
+            other => other,
+        }
+    }
+}
+
+/// `text` with every occurrence of `token` replaced by `[redacted]`.
+pub(crate) fn redact(text: String, token: &str) -> String {
+    if !token.is_empty() && text.contains(token) {
+        text.replace(token, "[redacted]")
+    } else {
+        text
     }
 }
 
@@ -129,8 +169,8 @@ impl fmt::Display for SyncError {
                 write!(f, "PagerDuty sync misconfigured: {}", clean_text(detail, MAX_MESSAGE_CHARS))
             }
             SyncError::Unauthorized => write!(f, "PagerDuty rejected the API token (401)"),
-            SyncError::Forbidden { message } => {
-                write!(f, "PagerDuty refused: the token lacks scope oncalls.read (403){}", Message(message))
+            SyncError::Forbidden { scope, message } => {
+                write!(f, "PagerDuty refused: the token lacks scope {scope} (403){}", Message(message))
             }
             SyncError::BadRequest { offset, message } => {
                 write!(f, "PagerDuty rejected the request (400, page at offset {offset})")?;
@@ -189,9 +229,150 @@ impl fmt::Display for SyncError {
                 // Our own wording, never server text: room for the whole explanation.
                 write!(f, "PagerDuty account too large to sync completely: {}", clean_text(detail, 400))
             }
+            SyncError::TooManyIncidents { detail } => {
+                write!(f, "too many open PagerDuty incidents to sync completely: {}", clean_text(detail, 400))
+            }
             SyncError::Cancelled => write!(f, "PagerDuty sync cancelled"),
         }
     }
 }
 
 impl std::error::Error for SyncError {}
+
+/// A notes call (`post_note`, `list_notes`) that did not succeed. These calls make one attempt
+/// and never wait: the caller (the worker's notes queue) owns retries and their backoff.
+///
+/// - [`NoteError::is_permanent`]: retrying cannot help until the configuration changes (token,
+///   scope, `From` user) or never will (unknown incident); drop the note and report it.
+/// - otherwise retry, not sooner than [`NoteError::retry_after`] when it says so.
+/// - [`NoteError::may_have_posted`]: PagerDuty may have stored the note although no success came
+///   back (a timeout, a cut connection, a 5xx, a 2xx whose body was unreadable): look for it with
+///   `list_notes` before posting it again, so one elevation never yields two notes.
+///
+/// Display is one line, starts with the HTTP status when there was one, and never holds the
+/// token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoteError {
+    /// The settings or arguments cannot make a valid request (URL, token, `From`, empty
+    /// content or incident id). Permanent.
+    Config(String),
+    /// 401: the token is not valid. Permanent.
+    Unauthorized,
+    /// 403: the token lacks `scope` (`incidents.write` to post, `incidents.read` to list).
+    /// Permanent.
+    Forbidden { scope: &'static str, message: Option<String> },
+    /// 404: no such incident in the account. Permanent.
+    NotFound { incident_id: String, message: Option<String> },
+    /// 400 and every other status that is neither success nor retryable (e.g. a `From` that is
+    /// not a user of the account, or an incident at its 2,000-note limit). Permanent.
+    Rejected { status: u16, message: Option<String> },
+    /// 429: not processed. Retryable, after `retry_after` when PagerDuty sent a reset.
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx or 408. Retryable; may have been processed.
+    ServerError { status: u16, message: Option<String>, retry_after: Option<Duration> },
+    /// No complete answer within the HTTP timeout. Retryable; may have been processed.
+    Timeout { timeout: Duration },
+    /// Connecting or reading failed. Retryable; may have been processed.
+    Connection { detail: String },
+    /// A 2xx answer whose body is not the expected JSON (or is too large). Retryable; the
+    /// request was most likely processed.
+    InvalidResponse { detail: String },
+}
+
+impl NoteError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            NoteError::Config(_)
+                | NoteError::Unauthorized
+                | NoteError::Forbidden { .. }
+                | NoteError::NotFound { .. }
+                | NoteError::Rejected { .. }
+        )
+    }
+
+    /// How long PagerDuty asked us to wait (429 `ratelimit-reset`, 5xx `retry-after`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            NoteError::RateLimited { retry_after } | NoteError::ServerError { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The request may have been processed although it did not visibly succeed.
+    pub fn may_have_posted(&self) -> bool {
+        matches!(
+            self,
+            NoteError::ServerError { .. }
+                | NoteError::Timeout { .. }
+                | NoteError::Connection { .. }
+                | NoteError::InvalidResponse { .. }
+        )
+    }
+
+    /// Defence in depth: should PagerDuty or a proxy ever echo the token, it leaves no trace.
+    pub(crate) fn redacted(self, token: &str) -> NoteError {
+        let scrub = |text: String| redact(text, token);
+        let scrub_option = |text: Option<String>| text.map(scrub);
+        match self {
+            NoteError::Config(detail) => NoteError::Config(scrub(detail)),
+            NoteError::Forbidden { scope, message } => NoteError::Forbidden { scope, message: scrub_option(message) },
+            NoteError::NotFound { incident_id, message } => {
+                NoteError::NotFound { incident_id: scrub(incident_id), message: scrub_option(message) }
+            }
+            NoteError::Rejected { status, message } => NoteError::Rejected { status, message: scrub_option(message) },
+            NoteError::ServerError { status, message, retry_after } => {
+                NoteError::ServerError { status, message: scrub_option(message), retry_after }
+            }
+            NoteError::Connection { detail } => NoteError::Connection { detail: scrub(detail) },
+            NoteError::InvalidResponse { detail } => NoteError::InvalidResponse { detail: scrub(detail) },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for NoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoteError::Config(detail) => {
+                write!(f, "PagerDuty notes misconfigured: {}", clean_text(detail, MAX_MESSAGE_CHARS))
+            }
+            NoteError::Unauthorized => write!(f, "401: PagerDuty rejected the write token"),
+            NoteError::Forbidden { scope, message } => {
+                write!(f, "403: the write token lacks {scope}{}", Message(message))
+            }
+            NoteError::NotFound { incident_id, message } => {
+                write!(f, "404: PagerDuty has no incident {}{}", clean_text(incident_id, 64), Message(message))
+            }
+            NoteError::Rejected { status, message } => {
+                write!(f, "{status}: PagerDuty refused the request{}", Message(message))
+            }
+            NoteError::RateLimited { retry_after } => {
+                write!(f, "429: PagerDuty rate limit")?;
+                if let Some(wait) = retry_after {
+                    write!(f, "; retry after {}", Seconds(*wait))?;
+                }
+                Ok(())
+            }
+            NoteError::ServerError { status, message, retry_after } => {
+                write!(f, "{status}: PagerDuty server error{}", Message(message))?;
+                if let Some(wait) = retry_after {
+                    write!(f, "; retry after {}", Seconds(*wait))?;
+                }
+                Ok(())
+            }
+            NoteError::Timeout { timeout } => {
+                write!(f, "PagerDuty did not answer within {}; see pg_oncall.http_timeout", Seconds(*timeout))
+            }
+            NoteError::Connection { detail } => {
+                write!(f, "PagerDuty connection failed: {}", clean_text(detail, MAX_MESSAGE_CHARS))
+            }
+            NoteError::InvalidResponse { detail } => {
+                write!(f, "invalid response from PagerDuty: {}", clean_text(detail, MAX_MESSAGE_CHARS))
+            }
+        }
+    }
+}
+
+impl std::error::Error for NoteError {}

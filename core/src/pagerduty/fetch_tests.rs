@@ -1,110 +1,26 @@
 //! Pagination, retries, the 10,000-row split and error mapping, against an in-process PagerDuty
 //! stand-in behind the [`Transport`] seam (fast, deterministic, no sockets).
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::DateTime;
 use serde_json::json;
 
+use super::super::client::percent_encode;
+use super::super::test_support::*;
+use super::super::transport::{HttpResponse, Transport, TransportError};
 use super::*;
 
-const TOKEN: &str = "u+TEST-t0ken-5ecret";
-const NOW_US: i64 = 1_700_000_000_123_456; // 2023-11-14T22:13:20.123456Z
-
-const FAST: RetryPolicy = RetryPolicy {
-    rate_limit_retries: 4,
-    rate_limit_backoff: Duration::from_millis(1),
-    rate_limit_min_wait: Duration::from_millis(1),
-    transient_retries: 2,
-    transient_backoff: Duration::from_millis(1),
-    cancel_poll: Duration::from_millis(5),
-};
-
 fn config() -> SyncConfig {
-    SyncConfig {
-        api_url: "http://pd.test/".into(),
-        token: TOKEN.into(),
-        lookahead_us: 12 * 3600 * 1_000_000,
-        http_timeout: Duration::from_secs(10),
-        max_body_bytes: SyncConfig::DEFAULT_MAX_BODY_BYTES,
-        max_rate_limit_wait: Duration::from_secs(60),
-    }
-}
-
-type Handler<'a> = Box<dyn FnMut(&str) -> Result<HttpResponse, TransportError> + 'a>;
-
-/// Answers with a closure and records every request.
-struct Scripted<'a> {
-    handler: RefCell<Handler<'a>>,
-    urls: RefCell<Vec<String>>,
-    headers: RefCell<Vec<Vec<(String, String)>>>,
-}
-
-impl<'a> Scripted<'a> {
-    fn new(handler: impl FnMut(&str) -> Result<HttpResponse, TransportError> + 'a) -> Self {
-        Scripted { handler: RefCell::new(Box::new(handler)), urls: RefCell::default(), headers: RefCell::default() }
-    }
-
-    fn urls(&self) -> Vec<String> {
-        self.urls.borrow().clone()
-    }
-}
-
-impl Transport for Scripted<'_> {
-    fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, TransportError> {
-        self.urls.borrow_mut().push(url.to_string());
-        self.headers.borrow_mut().push(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        (self.handler.borrow_mut())(url)
-    }
+    sync_config()
 }
 
 fn run(transport: &dyn Transport) -> Result<SyncResult, SyncError> {
     fetch_with_policy(transport, &config(), NOW_US, &AtomicBool::new(false), &FAST)
-}
-
-fn ok_json(value: serde_json::Value) -> Result<HttpResponse, TransportError> {
-    Ok(HttpResponse::from_bytes(200, vec![], value.to_string()))
-}
-
-fn status(code: u16, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse, TransportError> {
-    let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Ok(HttpResponse::from_bytes(code, headers, body.as_bytes().to_vec()))
-}
-
-fn query_params(url: &str) -> Vec<(String, String)> {
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn param(url: &str, key: &str) -> Option<String> {
-    query_params(url).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// One on-call row of the stand-in's data.

@@ -31,23 +31,9 @@ pub fn parse_oncalls_page(body: &[u8]) -> Result<Page, SyncError> {
 }
 
 pub(crate) fn parse_page(body: &[u8]) -> Result<ParsedPage, SyncError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("empty body"));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
-    let top = value.as_object().ok_or_else(|| invalid("expected a JSON object with an `oncalls` array"))?;
-    let rows = match top.get("oncalls") {
-        Some(Value::Array(rows)) => rows,
-        Some(_) => return Err(invalid("`oncalls` is not an array")),
-        None => return Err(invalid("`oncalls` is missing")),
-    };
-    let more = match top.get("more") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(more)) => Some(*more),
-        Some(_) => return Err(invalid("`more` is not a boolean")),
-    };
-    let limit = optional_u32(top, "limit")?;
-    let echoed_offset = optional_u32(top, "offset")?;
+    let value = json_body(body)?;
+    let (rows, list) = list_page(&value, "oncalls")?;
+    let (more, limit, echoed_offset) = (list.more, list.limit, list.offset);
 
     let mut shifts = Vec::with_capacity(rows.len());
     let mut row_policies = Vec::with_capacity(rows.len());
@@ -82,6 +68,37 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<ParsedPage, SyncError> {
     })
 }
 
+/// The JSON of a body, or why it is none (empty, not JSON).
+pub(crate) fn json_body(body: &[u8]) -> Result<Value, SyncError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("empty body"));
+    }
+    serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON ({e})")))
+}
+
+/// The pagination fields of a list answer; `None` when absent or null.
+pub(crate) struct ListFields {
+    pub more: Option<bool>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// The `key` array of a paginated list answer (`{"<key>": [...], "more", "limit", "offset"}`).
+pub(crate) fn list_page<'v>(value: &'v Value, key: &str) -> Result<(&'v [Value], ListFields), SyncError> {
+    let top = value.as_object().ok_or_else(|| invalid(format!("expected a JSON object with an `{key}` array")))?;
+    let rows = match top.get(key) {
+        Some(Value::Array(rows)) => rows,
+        Some(_) => return Err(invalid(format!("`{key}` is not an array"))),
+        None => return Err(invalid(format!("`{key}` is missing"))),
+    };
+    let more = match top.get("more") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(more)) => Some(*more),
+        Some(_) => return Err(invalid("`more` is not a boolean")),
+    };
+    Ok((rows, ListFields { more, limit: optional_u32(top, "limit")?, offset: optional_u32(top, "offset")? }))
+}
+
 struct Row {
     user: Option<(String, String)>,
     escalation_policy_id: String,
@@ -111,8 +128,8 @@ fn parse_row(index: usize, row: &Value) -> Result<Row, SyncError> {
         ),
         Some(_) => return Err(invalid(format!("oncalls[{index}].schedule is neither null nor an object"))),
     };
-    let start_us = timestamp(index, "start", row.get("start"))?;
-    let end_us = timestamp(index, "end", row.get("end"))?;
+    let start_us = timestamp(&format!("oncalls[{index}].start"), row.get("start"))?;
+    let end_us = timestamp(&format!("oncalls[{index}].end"), row.get("end"))?;
     let user = match row.get("user") {
         None | Some(Value::Null) => None,
         Some(Value::Object(user)) => user_with_email(index, user)?,
@@ -134,24 +151,25 @@ fn user_with_email(index: usize, user: &Map<String, Value>) -> Result<Option<(St
     Ok(Some((email, id)))
 }
 
-fn timestamp(index: usize, field: &str, value: Option<&Value>) -> Result<Option<i64>, SyncError> {
+/// A null/absent or RFC 3339 timestamp (µs); `what` names the field in errors.
+pub(crate) fn timestamp(what: &str, value: Option<&Value>) -> Result<Option<i64>, SyncError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
             .map(|t| Some(t.timestamp_micros()))
-            .map_err(|_| invalid(format!("oncalls[{index}].{field} is not an RFC 3339 timestamp: \"{}\"", clean_text(text, 40)))),
-        Some(_) => Err(invalid(format!("oncalls[{index}].{field} is neither null nor a string"))),
+            .map_err(|_| invalid(format!("{what} is not an RFC 3339 timestamp: \"{}\"", clean_text(text, 40)))),
+        Some(_) => Err(invalid(format!("{what} is neither null nor a string"))),
     }
 }
 
-fn non_empty_str(value: Option<&Value>) -> Option<String> {
+pub(crate) fn non_empty_str(value: Option<&Value>) -> Option<String> {
     match value {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
     }
 }
 
-fn optional_u32(object: &Map<String, Value>, key: &str) -> Result<Option<u32>, SyncError> {
+pub(crate) fn optional_u32(object: &Map<String, Value>, key: &str) -> Result<Option<u32>, SyncError> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
@@ -162,7 +180,7 @@ fn optional_u32(object: &Map<String, Value>, key: &str) -> Result<Option<u32>, S
     }
 }
 
-fn invalid(detail: impl Into<String>) -> SyncError {
+pub(crate) fn invalid(detail: impl Into<String>) -> SyncError {
     SyncError::InvalidResponse { offset: None, detail: detail.into() }
 }
 

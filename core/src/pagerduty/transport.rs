@@ -44,11 +44,14 @@ pub enum TransportError {
     InvalidUrl(String),
 }
 
-/// Sends GET requests. Implementations must not panic and must bound their own waiting.
+/// Sends requests. Implementations must not panic and must bound their own waiting.
 pub trait Transport {
     /// `headers` are `(name, value)` pairs; the value of `Authorization` is secret and must not
     /// appear in any error.
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, TransportError>;
+
+    /// A POST with `body` (its `Content-Type` among `headers`); same rules as [`Transport::get`].
+    fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<HttpResponse, TransportError>;
 }
 
 /// Production transport: one agent (so one connection pool) per sync.
@@ -70,24 +73,36 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, TransportError> {
-        let mut request = self.agent.get(url);
-        for (name, value) in headers {
-            request = request.set(name, value);
-        }
-        let response = match request.call() {
-            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-            Err(ureq::Error::Transport(transport)) => return Err(classify(&transport)),
-        };
-        let headers = response
-            .headers_names()
-            .into_iter()
-            .filter_map(|name| {
-                let value = response.header(&name)?.to_string();
-                Some((name, value))
-            })
-            .collect();
-        Ok(HttpResponse { status: response.status(), headers, body: Box::new(response.into_reader()) })
+        answer(with_headers(self.agent.get(url), headers).call())
     }
+
+    fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<HttpResponse, TransportError> {
+        answer(with_headers(self.agent.post(url), headers).send_bytes(body))
+    }
+}
+
+fn with_headers(mut request: ureq::Request, headers: &[(&str, &str)]) -> ureq::Request {
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    request
+}
+
+/// Any status is an answer; only a missing answer is an error.
+fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<HttpResponse, TransportError> {
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(ureq::Error::Transport(transport)) => return Err(classify(&transport)),
+    };
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_string();
+            Some((name, value))
+        })
+        .collect();
+    Ok(HttpResponse { status: response.status(), headers, body: Box::new(response.into_reader()) })
 }
 
 fn classify(transport: &ureq::Transport) -> TransportError {

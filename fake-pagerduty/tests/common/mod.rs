@@ -19,26 +19,17 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {} body is not JSON ({e}): {}",
-                self.status, self.body
-            )
-        })
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("status {} body is not JSON ({e}): {}", self.status, self.body))
     }
 }
 
 pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(20))
-        .build()
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build()
 }
 
 fn to_resp(r: ureq::Response) -> Resp {
@@ -52,11 +43,7 @@ fn to_resp(r: ureq::Response) -> Resp {
         })
         .collect();
     let body = r.into_string().expect("read body");
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp { status, headers, body }
 }
 
 /// Sends a request with exactly these extra headers; any status is returned, transport errors panic.
@@ -79,12 +66,7 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
 /// An authorized `GET` of `path_and_query` with the right Accept header.
 pub fn get(fake: &FakePagerDuty, path_and_query: &str) -> Resp {
     let auth = format!("Token token={TOKEN}");
-    send(
-        "GET",
-        &format!("{}{}", fake.url(), path_and_query),
-        &[("Authorization", &auth), ("Accept", ACCEPT)],
-        None,
-    )
+    send("GET", &format!("{}{}", fake.url(), path_and_query), &[("Authorization", &auth), ("Accept", ACCEPT)], None)
 }
 
 /// GET and return the parsed JSON body, asserting 200.
@@ -115,12 +97,7 @@ pub fn raw(port: u16, request: &str, timeout: Duration) -> (Vec<u8>, bool) {
         match s.read(&mut buf) {
             Ok(0) => return (out, true),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 if Instant::now() >= deadline {
                     return (out, false);
                 }
@@ -132,20 +109,10 @@ pub fn raw(port: u16, request: &str, timeout: Duration) -> (Vec<u8>, bool) {
 
 /// Splits a raw HTTP/1.1 response into status, lower-cased headers and body bytes.
 pub fn split_response(bytes: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("complete response head");
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response head");
     let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines
         .map(|l| {
             let (n, v) = l.split_once(':').unwrap();
@@ -156,10 +123,7 @@ pub fn split_response(bytes: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
 }
 
 pub fn hdr<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 pub fn fixture(name: &str) -> String {
