@@ -1,6 +1,5 @@
 //! The bounded queue of elevation events between backends (producers, on the gate's path) and
-//! the worker (the one consumer). A full queue drops the new event and counts it; the worker is
-//! woken at each event. Elevation ids come from here too: unique across restarts, because the
+//! the worker (the one consumer). A full queue drops the new event and counts it. Elevation ids come from here too: unique across restarts, because the
 //! counter starts at the server's start time in milliseconds × 1,000.
 
 use std::ptr::null_mut;
@@ -138,9 +137,7 @@ pub fn push(event: &Event) -> bool {
         pg_sys::LWLockRelease(s.lock);
         queued
     };
-    if queued {
-        crate::sync::signal::wake_worker();
-    } else {
+    if !queued {
         s.dropped.fetch_add(1, Ordering::Relaxed);
     }
     queued

@@ -89,10 +89,11 @@ fn in_recovery() -> bool {
     unsafe { pg_sys::RecoveryInProgress() }
 }
 
-/// Queues an event; on a hot standby elevations are logged and counted, not recorded.
+/// Queues an event for the worker, and wakes it; on a hot standby elevations are logged and
+/// counted, not recorded.
 fn record(event: &Event) {
-    if !in_recovery() {
-        queue::push(event);
+    if !in_recovery() && queue::push(event) {
+        crate::sync::signal::wake_worker();
     }
 }
 

@@ -12,9 +12,18 @@ mod file;
 pub mod load;
 mod segment;
 
-pub use segment::SEGMENT;
-
 pub use crate::pg::shmem::FixedStr;
+use crate::pg::shmem::Segment;
+
+pub static SEGMENT: Segment = Segment { name: segment::NAME, size: segment::size, lwlocks: 1, attach };
+
+/// The segment exists: a new one enforces the on-disk copy from the first connection on.
+fn attach(base: *mut u8, created: bool) {
+    segment::attach(base, created);
+    if created {
+        load::from_disk();
+    }
+}
 
 pub const NAME_LEN: usize = pg_sys::NAMEDATALEN as usize;
 pub const EMAIL_LEN: usize = 256;

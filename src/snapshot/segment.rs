@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pgrx::pg_sys;
 
-use super::{load, FixedStr, IdentityEntry, Overflow, RoleEntry, ShiftEntry, Snapshot, View, ID_LEN};
+use super::{FixedStr, IdentityEntry, Overflow, RoleEntry, ShiftEntry, Snapshot, View, ID_LEN};
 use crate::guc;
-use crate::pg::shmem::{self, Segment};
+use crate::pg::shmem;
 
 /// Policy and schedule ids a gated role may list, on average (the pool is shared).
 const IDS_PER_ROLE: usize = 16;
 
-pub static SEGMENT: Segment = Segment { name: c"pg_oncall snapshot", size, lwlocks: 1, attach };
+pub(super) const NAME: &std::ffi::CStr = c"pg_oncall snapshot";
 
 #[derive(Clone, Copy)]
 struct Capacity {
@@ -82,11 +82,12 @@ pub(super) struct Shared {
 
 static mut SHARED: *mut Shared = null_mut();
 
-fn size() -> usize {
+pub(super) fn size() -> usize {
     Layout::of(Capacity::from_gucs()).total
 }
 
-fn attach(base: *mut u8, created: bool) {
+/// Finds (or, `created`, initialises empty) the segment at `base`.
+pub(super) fn attach(base: *mut u8, created: bool) {
     let cap = Capacity::from_gucs();
     let shared = base as *mut Shared;
     if created {
@@ -94,16 +95,13 @@ fn attach(base: *mut u8, created: bool) {
         // before shmem startup ends; zeroed, the counts are 0 and the generation "never".
         unsafe {
             std::ptr::write_bytes(base, 0, Layout::of(cap).total);
-            (*shared).lock = shmem::lwlock(&SEGMENT);
+            (*shared).lock = shmem::lwlock(&super::SEGMENT);
             (*shared).capacity = cap;
             (*shared).last_sync_success = None;
         }
     }
     // SAFETY: set once per process, before any reader; the segment lives as long as the cluster.
     unsafe { SHARED = shared };
-    if created {
-        load::from_disk();
-    }
 }
 
 pub(super) fn shared() -> Option<&'static Shared> {
