@@ -81,8 +81,19 @@ unsafe extern "C" {
     static mut ClientAuthentication_hook: ClientAuthenticationHook;
 }
 
-/// PG15's `offsetof(Port, user_name)`, checked against the server headers (see the README).
-const PORT_USER_NAME_OFFSET: usize = 336;
+/// `offsetof(Port, user_name)` for the major built against (x86_64), from `libpq/libpq-be.h`:
+/// 15 (and 16, whose headers are not at hand here) have `canAcceptConnections` before
+/// `database_name`; 17 dropped it (checked: 328); 18 added `local_host[64]` after
+/// `remote_port` (checked with offsetof: 392).
+const fn port_user_name_offset() -> usize {
+    if cfg!(any(feature = "pg15", feature = "pg16")) {
+        336
+    } else if cfg!(feature = "pg17") {
+        328
+    } else {
+        392
+    }
+}
 const STATUS_OK: c_int = 0;
 
 thread_local! {
@@ -97,11 +108,8 @@ pub fn install() {
     // pointer and keep the original, which our hook always calls first. Previous hooks are
     // saved and chained, as pg_stat_statements does.
     unsafe {
-        let vars = pg_sys::get_guc_variables();
-        let count = pg_sys::GetNumConfigOptions() as usize;
         let mut wrapped = false;
-        for i in 0..count {
-            let var = *vars.add(i);
+        for &var in guc_variables() {
             if CStr::from_ptr((*var).name) == c"role" && (*var).vartype == pg_sys::config_type::PGC_STRING {
                 let setting = var as *mut pg_sys::config_string;
                 ORIGINAL_ROLE_CHECK = (*setting).check_hook;
@@ -123,6 +131,27 @@ pub fn install() {
         pg_sys::ExecutorStart_hook = Some(executor_start);
         PREV_CLIENT_AUTHENTICATION = ClientAuthentication_hook;
         ClientAuthentication_hook = Some(client_authentication);
+    }
+}
+
+/// Every GUC's `config_generic` (PostgreSQL 16 returns the count through an out-parameter and
+/// dropped `GetNumConfigOptions`).
+///
+/// # Safety
+/// The GUC array must be built (true from `_PG_init` on) and not be grown while the slice lives.
+unsafe fn guc_variables() -> &'static [*mut pg_sys::config_generic] {
+    #[cfg(feature = "pg15")]
+    // SAFETY: per the caller; the array holds GetNumConfigOptions() entries.
+    unsafe {
+        let vars = pg_sys::get_guc_variables();
+        std::slice::from_raw_parts(vars, pg_sys::GetNumConfigOptions() as usize)
+    }
+    #[cfg(not(feature = "pg15"))]
+    // SAFETY: per the caller; get_guc_variables stores the array's length in `count`.
+    unsafe {
+        let mut count: c_int = 0;
+        let vars = pg_sys::get_guc_variables(&mut count);
+        std::slice::from_raw_parts(vars, count as usize)
     }
 }
 
@@ -524,7 +553,7 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
 unsafe extern "C-unwind" fn client_authentication(port: *mut c_void, status: c_int) {
     // SAFETY: the previous hook runs first with the same arguments; `port` is the live Port
     // of this connection, whose user_name (a palloc'd C string) sits at the offset checked
-    // against PG15's libpq-be.h.
+    // against this major's libpq-be.h.
     let user = unsafe {
         if let Some(prev) = PREV_CLIENT_AUTHENTICATION {
             prev(port, status);
@@ -532,7 +561,7 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut c_void, status: c_i
         if status != STATUS_OK || port.is_null() {
             return;
         }
-        let name = *((port as *const u8).add(PORT_USER_NAME_OFFSET) as *const *const c_char);
+        let name = *((port as *const u8).add(port_user_name_offset()) as *const *const c_char);
         if name.is_null() {
             return;
         }

@@ -36,9 +36,13 @@ pub fn register_launcher() {
 }
 
 /// Exit so that the postmaster restarts us (a clean exit would unregister a static worker).
+// proc_exit is `-> !` in pgrx's PG15 bindings and `-> ()` in PG18's: the code after it is
+// unreachable on one major and needed on the other.
+#[allow(unreachable_code)]
 fn exit_for_restart() -> ! {
     // SAFETY: proc_exit runs the registered exit callbacks and never returns.
-    unsafe { pg_sys::proc_exit(1) }
+    unsafe { pg_sys::proc_exit(1) };
+    unreachable!("proc_exit returned")
 }
 
 /// Whether the database exists, read the way the autovacuum launcher does: a heap scan of the
