@@ -11,8 +11,6 @@ mod api;
 mod gate;
 mod guc;
 mod snapshot;
-#[cfg(any(test, feature = "pg_test"))]
-mod tests;
 mod worker;
 
 ::pgrx::pg_module_magic!();
@@ -46,16 +44,4 @@ pub extern "C-unwind" fn _PG_init() {
 /// Raises (or, below ERROR, reports) with DETAIL and HINT, which `ereport!` cannot both carry.
 pub(crate) fn raise(level: PgLogLevel, code: PgSqlErrorCode, message: String, detail: String, hint: String) {
     ErrorReport::new(code, message, function_name!()).set_detail(detail).set_hint(hint).report(level);
-}
-
-#[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![
-            "shared_preload_libraries = 'pg_oncall'",
-            "pg_oncall.database = 'pgrx_tests'",
-        ]
-    }
 }
