@@ -17,7 +17,7 @@ echo "== PostgreSQL $major: $version, pg_config $PG_CONFIG${PG_ONCALL_CHROOT:+, 
 case "$version" in "PostgreSQL $major"*) ;; *) echo "e2e: $PG_CONFIG is not PostgreSQL $major" >&2; exit 1 ;; esac
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test -p e2e -- --test-threads=1 "$@" 2>&1 | tee "$log"
+cargo test -p e2e --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 passed=$(grep -o 'test result: [a-zA-Z]*\. [0-9]* passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -o '[0-9]* failed;' "$log" | awk '{s += $1} END {print s + 0}')
