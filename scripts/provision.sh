@@ -7,7 +7,11 @@
 #   PG_CONFIG=<a pg_config this machine runs>
 #   PG_ONCALL_CHROOT=<root file system the servers run in, or empty: run them directly>
 #
-#   bash scripts/provision.sh 15|17|18
+#   bash scripts/provision.sh 15|16|17|18
+#   bash scripts/provision.sh clean        removes the cache, unmounting first
+#
+# Never `rm -rf` the cache by hand while the trixie root's /tmp is mounted: it IS the host's
+# /tmp (same file system), and would be emptied with it. `clean` unmounts it first.
 #
 # A major already installed the Debian way with its server headers (/usr/lib/postgresql/NN, e.g.
 # from the PostgreSQL project's apt repository, as in the GitHub workflow) is used as it is.
@@ -231,7 +235,20 @@ native() {
         "$("$pg_config" --bindir)/postgres" --version >/dev/null 2>&1
 }
 
+clean() {
+    local m
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/pg17.lock"
+    flock 9
+    for m in "$CACHE"/*/tmp "$CACHE"/*/proc; do
+        if mountpoint -q "$m" 2>/dev/null; then $SUDO umount "$m" || die "cannot unmount $m: not removing $CACHE"; fi
+    done
+    say "removing $CACHE"
+    rm -rf --one-file-system "$CACHE"
+}
+
 case "${1:-}" in
+    clean) clean ;;
     15) provision_15 ;;
     16 | 17 | 18) if native "$1"; then
         echo "PG_CONFIG=/usr/lib/postgresql/$1/bin/pg_config"
