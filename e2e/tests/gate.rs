@@ -1003,11 +1003,13 @@ fn stats_count_decisions_and_lines_have_the_contract_shape() {
     let before = stats(&mut admin);
     let offset = cluster.log_len();
     let mut alice = cluster.connect_as("alice");
+    // PostgreSQL 16 renamed force_parallel_mode to debug_parallel_query.
+    let force_parallel = if server_major() >= 16 { "debug_parallel_query" } else { "force_parallel_mode" };
     alice
-        .batch_execute(
-            "SET force_parallel_mode = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
-             SET min_parallel_table_scan_size = 0; SET ROLE prod_admin",
-        )
+        .batch_execute(&format!(
+            "SET {force_parallel} = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+             SET min_parallel_table_scan_size = 0; SET ROLE prod_admin"
+        ))
         .unwrap();
     let plan: Vec<String> = alice
         .query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM work.t", &[])
