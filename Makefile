@@ -44,8 +44,9 @@ test-unit:
 test-major:
 	@test -n "$(PG)" || { echo "make test-major needs PG=<major>" >&2; exit 2; }
 	@echo "== PostgreSQL $(PG) =="
-	@$(call provision,$(PG)) && \
+	@started=$$(date +%s) && $(call provision,$(PG)) && \
 	tree=$$(bash scripts/pgtree.sh --debug target/pgtree/$(PG)/test) && \
+	echo "== PostgreSQL $(PG): provisioned, built and installed into the tree in $$(($$(date +%s) - started)) s ==" && \
 	PG_CONFIG=$$tree bash scripts/e2e.sh $(PG)
 
 install: setup
