@@ -5,7 +5,8 @@
 # Every figure is a ratio of variants measured side by side in this run, on the same clusters,
 # interleaved round by round (the order rotates each round), repeated, and reduced by medians;
 # nothing here is a timing assertion. The run:
-#   1. snapshots the installed PostgreSQL 15 into a private, relocated tree with a verified
+#   1. snapshots the PostgreSQL that PG_CONFIG names (`make bench [PG=18]`: a private tree of that
+#      major made by scripts/pgtree.sh) into a private, relocated tree with a verified
 #      *release* pg_oncall.so (other sessions' `make test-e2e` installs debug builds over the
 #      system library at any time; a running cluster keeps the file it mapped, but each new
 #      cluster would pick up whatever is installed at that moment);
@@ -26,6 +27,10 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export REPO
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+if [ -n "${PG_ONCALL_CHROOT:-}" ]; then
+    echo "bench: the benchmarks run servers directly, not in a chroot (PG_ONCALL_CHROOT): use a major whose programs run on this machine (15, 18)" >&2
+    exit 2
+fi
 BINDIR=$("$PG_CONFIG" --bindir)
 PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 SHAREDIR=$("$PG_CONFIG" --sharedir)
@@ -111,11 +116,14 @@ is_release_so() {
 # <root>/share/postgresql/15. Everything is a symbolic link to the system installation except
 # the postgres executable and pg_oncall's files, which are copies taken now.
 PGROOT=$BENCH_DIR/pg
-rel_bin=${BINDIR#/usr/}
-rel_lib=${PKGLIBDIR#/usr/}
-rel_share=${SHAREDIR#/usr/}
+# The installation's prefix: <prefix>/lib/postgresql/15/bin (Debian), <prefix>/bin (the PyPI wheel).
+PREFIX=${BINDIR%/lib/*}
+[ "$PREFIX" != "$BINDIR" ] || PREFIX=$(dirname "$BINDIR")
+rel_bin=${BINDIR#"$PREFIX"/}
+rel_lib=${PKGLIBDIR#"$PREFIX"/}
+rel_share=${SHAREDIR#"$PREFIX"/}
 [ "$rel_bin" != "$BINDIR" ] && [ "$rel_lib" != "$PKGLIBDIR" ] && [ "$rel_share" != "$SHAREDIR" ] ||
-    die "expected a PostgreSQL installed under /usr (bindir $BINDIR)"
+    die "expected bindir, pkglibdir and sharedir under one prefix ($PREFIX)"
 mkdir -p "$PGROOT/$rel_bin" "$PGROOT/$rel_lib" "$PGROOT/$rel_share/extension"
 cp "$BINDIR/postgres" "$PGROOT/$rel_bin/postgres"
 for f in "$PKGLIBDIR"/*; do [ "$(basename "$f")" = pg_oncall.so ] || ln -s "$f" "$PGROOT/$rel_lib/"; done
@@ -269,7 +277,7 @@ done
 ELAPSED=$(($(date +%s) - STARTED))
 OUT=$REPO/bench/results-latest.txt
 {
-    echo "pg_oncall bench — $(date -u '+%Y-%m-%d %H:%M UTC'), run.sh took ${ELAPSED} s (benches: ${BENCHES[*]})"
+    echo "pg_oncall bench on PostgreSQL $("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/') — $(date -u '+%Y-%m-%d %H:%M UTC'), run.sh took ${ELAPSED} s (benches: ${BENCHES[*]})"
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(free -h | awk '/^Mem:/ { print $2 }') RAM, load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "build: $GIT_STATE at start (the library is whatever make install built from the tree then), pg_oncall.so release (from $SO_FROM, sha256 $SO_SHA...), $("$BINDIR/postgres" --version)"
     echo "settings: rounds ${BENCH_ROUNDS} x ${BENCH_SECS}s per pgbench variant, ${RLS_ROUNDS} RLS rounds; ratios are medians of per-round ratios of"

@@ -47,7 +47,10 @@ case "${1:-}" in
         . "$env_file"
         schedule | curl -fsS --max-time 10 -X PUT --data-binary @- "$DEMO_FAKE_URL/_admin/oncalls"
         echo
-        PGCONNECT_TIMEOUT=10 timeout 60 "$DEMO_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
+        PG_ONCALL_CHROOT=${DEMO_CHROOT:-}
+        # shellcheck source=scripts/pgrun.sh
+        . "$REPO/scripts/pgrun.sh"
+        PGCONNECT_TIMEOUT=10 pg_client timeout 60 "$DEMO_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
             "host=127.0.0.1 port=$DEMO_PG_PORT dbname=postgres user=postgres" -c "SELECT oncall.refresh()"
         echo "demo-schedule: schedule replaced; bob@example.com goes on call at $(date -d "+${BOB_STARTS_IN} seconds" '+%H:%M:%S %Z')"
         ;;

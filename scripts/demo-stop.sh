@@ -14,9 +14,9 @@ QUIET=""
 
 say() { [ -n "$QUIET" ] || echo "$@"; }
 
-as_postgres() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# as_postgres: PostgreSQL's programs as the server's OS user, in PG_ONCALL_CHROOT when set.
+# shellcheck source=scripts/pgrun.sh
+. "$REPO/scripts/pgrun.sh"
 
 # Is $1 a live process whose command line contains $2?
 alive_with() {
@@ -28,7 +28,13 @@ alive_with() {
 stop_cluster() {
     local dir=$1 data=$1/data bindir pid
     [ -f "$data/postmaster.pid" ] || { say "demo-stop: no PostgreSQL running in $data"; return 0; }
-    bindir=$("$PG_CONFIG" --bindir)
+    # The installation the demo ran from (demo.env), else PG_CONFIG's.
+    bindir=""
+    if [ -f "$dir/demo.env" ]; then
+        bindir=$(sed -n "s/^DEMO_BINDIR='\(.*\)'$/\1/p" "$dir/demo.env")
+        PG_ONCALL_CHROOT=$(sed -n "s/^DEMO_CHROOT='\(.*\)'$/\1/p" "$dir/demo.env")
+    fi
+    [ -n "$bindir" ] || bindir=$("$PG_CONFIG" --bindir)
     pid=$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)
     if ! as_postgres timeout 15 "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1 &&
         ! { [ -n "$pid" ] && alive_with "$pid" "$data"; }; then

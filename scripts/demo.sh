@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: pg_oncall end to end on a throw-away PostgreSQL 15 cluster and a fake PagerDuty.
+# `make demo`: pg_oncall end to end on a throw-away PostgreSQL cluster and a fake PagerDuty.
 #
 #   1. builds and starts the fake PagerDuty (127.0.0.1, a free port) with a schedule where, in
 #      escalation policy PDEMO01, alice is on call now (level 1), bob goes on call two minutes
@@ -14,7 +14,9 @@
 #
 # Environment:
 #   PG_CONFIG            default /usr/lib/postgresql/15/bin/pg_config (the extension must be installed
-#                        there: make demo runs make install first)
+#                        there: make demo makes a private tree of the major, PG=15|17|18, with it)
+#   PG_ONCALL_CHROOT     the root file system the server's programs run in (scripts/provision.sh;
+#                        PostgreSQL 17 here), or empty
 #   DEMO_SKIP_BUILD=1    do not run `cargo build` for the fake PagerDuty if its binary already exists
 #   PG_ONCALL_DEMO_DIR   where the cluster, the logs and the token live (default <repo>/.demo, or
 #                        /tmp/pg_oncall-demo when the `postgres` OS user cannot traverse to the repo)
@@ -43,9 +45,10 @@ die() {
     echo "demo: error: $*" >&2
     exit 1
 }
-as_postgres() {
-    if [ -n "$IS_ROOT" ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# as_postgres, pg_client: PostgreSQL's programs as the server's OS user or as us, in
+# PG_ONCALL_CHROOT when set.
+# shellcheck source=scripts/pgrun.sh
+. "$REPO/scripts/pgrun.sh"
 
 on_exit() {
     local rc=$?
@@ -85,18 +88,19 @@ fi
 if [ -n "${PG_ONCALL_DEMO_DIR:-}" ]; then
     DEMO_DIR=$PG_ONCALL_DEMO_DIR
     DIR_NOTE="(PG_ONCALL_DEMO_DIR)"
-elif [ -z "$IS_ROOT" ] || runuser -u postgres -- test -x "$REPO"; then
+elif [ -z "$IS_ROOT" ] || as_postgres test -x "$REPO"; then
     DEMO_DIR=$REPO/.demo
     DIR_NOTE="(git-ignored)"
 else
     DEMO_DIR=/tmp/pg_oncall-demo
-    DIR_NOTE="(the postgres OS user cannot traverse to $REPO, so the cluster lives in /tmp)"
+    DIR_NOTE="(the server cannot reach $REPO, so the cluster lives in /tmp)"
 fi
 case "$DEMO_DIR" in /*) ;; *) die "PG_ONCALL_DEMO_DIR must be an absolute path" ;; esac
 # Unix socket paths are limited to 107 bytes: "<dir>/.s.PGSQL.<port>".
 [ "${#DEMO_DIR}" -le 80 ] || die "the demo directory path is too long for a Unix socket: $DEMO_DIR (set PG_ONCALL_DEMO_DIR to a shorter path)"
 
-echo "pg_oncall demo: $("$BINDIR/postgres" --version), demo directory $DEMO_DIR $DIR_NOTE"
+MAJOR=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+echo "pg_oncall demo: $(pg_client "$BINDIR/postgres" --version), demo directory $DEMO_DIR $DIR_NOTE"
 
 # ---------------------------------------------------------------- 1. clean slate
 
@@ -163,9 +167,9 @@ info "  carol@example.com  level 3  on call now (the whole team: excluded by max
 
 # ---------------------------------------------------------------- 3. the cluster
 
-step "Creating a PostgreSQL 15 cluster in $DEMO_DIR/data${IS_ROOT:+ (owned by and running as the postgres OS user)}"
+step "Creating a PostgreSQL $MAJOR cluster in $DEMO_DIR/data${IS_ROOT:+ (owned by and running as the postgres OS user)}"
 [ -z "$IS_ROOT" ] || chown -R postgres:postgres "$DEMO_DIR"
-if [ -n "$IS_ROOT" ] && ! runuser -u postgres -- test -r "$TOKEN_FILE"; then
+if [ -n "$IS_ROOT" ] && ! as_postgres test -r "$TOKEN_FILE"; then
     die "the postgres OS user cannot reach $DEMO_DIR; set PG_ONCALL_DEMO_DIR to a directory it can traverse"
 fi
 (cd "$DEMO_DIR" && as_postgres timeout 120 "$BINDIR/initdb" -D "$DEMO_DIR/data" -A trust -U postgres \
@@ -217,13 +221,14 @@ DEMO_DIR='$DEMO_DIR'
 DEMO_PG_PORT=$PORT
 DEMO_FAKE_URL='$FAKE_URL'
 DEMO_BINDIR='$BINDIR'
+DEMO_CHROOT='$PG_ONCALL_CHROOT'
 DEMO_BOB_STARTS_AT='$BOB_START'
 ENV
 
 conninfo() { echo "host=127.0.0.1 port=$PORT dbname=postgres user=$1"; }
 # A quiet query (not part of the walk-through): prints the value.
 q() {
-    PGCONNECT_TIMEOUT=5 timeout 30 "$BINDIR/psql" -X -qAt -v ON_ERROR_STOP=1 "$(conninfo "${2:-postgres}")" -c "$1" 2>/dev/null
+    PGCONNECT_TIMEOUT=5 pg_client timeout 30 "$BINDIR/psql" -X -qAt -v ON_ERROR_STOP=1 "$(conninfo "${2:-postgres}")" -c "$1" 2>/dev/null
 }
 info "PostgreSQL is up on 127.0.0.1:$PORT and the Unix socket in $DEMO_DIR (server log $DEMO_DIR/server.log)"
 info "postgresql.conf:"
@@ -237,7 +242,7 @@ run_sql() {
     [ "$mode" = error-ok ] && stop=0
     sql=$(cat)
     echo "    \$ psql \"$(conninfo "$user")\""
-    out=$(printf '%s\n' "$sql" | PGCONNECT_TIMEOUT=10 timeout 60 "$BINDIR/psql" -X -a -v ON_ERROR_STOP=$stop \
+    out=$(printf '%s\n' "$sql" | PGCONNECT_TIMEOUT=10 pg_client timeout 60 "$BINDIR/psql" -X -a -v ON_ERROR_STOP=$stop \
         -v VERBOSITY=default -P pager=off -P footer=on "$(conninfo "$user")" 2>&1) || rc=$?
     printf '%s\n' "$out" | sed 's/^/    | /'
     LAST=$out
@@ -377,7 +382,7 @@ run_sql postgres <<'SQL'
 SELECT * FROM oncall.doctor();
 SQL
 expect '\(0 rows\)' "doctor finds nothing"
-info "What it would report: a member created the PG15 default way (INHERIT) with no identity"
+info "What it would report: a member created the default way (INHERIT) with no identity"
 info "(in a transaction that is rolled back):"
 run_sql postgres <<'SQL'
 BEGIN;
@@ -409,7 +414,7 @@ RUN_AS="OS user $(id -un)"
 [ -z "$IS_ROOT" ] || RUN_AS="the postgres OS user"
 step "The demo is still running (took ${ELAPSED} s)"
 cat <<EOF
-    PostgreSQL 15  127.0.0.1:$PORT (and the Unix socket in $DEMO_DIR), data $DEMO_DIR/data,
+    PostgreSQL $MAJOR  127.0.0.1:$PORT (and the Unix socket in $DEMO_DIR), data $DEMO_DIR/data,
                    log $DEMO_DIR/server.log, running as $RUN_AS
     fake PagerDuty $FAKE_URL (pid $FAKE_PID), log $DEMO_DIR/fake-pagerduty.log
 

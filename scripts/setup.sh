@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what building and testing pg_oncall needs, idempotently: Debian packages,
-# cargo-pgrx at the pinned version, and pgrx's configuration for PostgreSQL 15.
-# Fast when everything is already present.
+# Installs what building and testing pg_oncall needs, idempotently: Debian packages (PostgreSQL
+# 15, which also brings the `postgres` OS user and the clients), and cargo-pgrx at the pinned
+# version. Fast when everything is already present. Other majors: scripts/provision.sh.
+# No `cargo pgrx init`: every build names its pg_config (PGRX_PG_CONFIG_PATH, --pg-config),
+# so ~/.pgrx/config.toml is neither needed nor touched.
 set -euo pipefail
 
 PGRX_VERSION=0.18.1
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
@@ -28,7 +30,4 @@ if ! cargo pgrx --version 2>/dev/null | grep -q " ${PGRX_VERSION}\$"; then
     cargo install cargo-pgrx --version "=${PGRX_VERSION}" --locked
 fi
 
-if ! grep -qs "^pg15 = \"${PG_CONFIG}\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    cargo pgrx init --pg15 "$PG_CONFIG"
-fi
-echo "setup: ok (cargo-pgrx ${PGRX_VERSION}, $("$PG_CONFIG" --version))"
+echo "setup: ok (cargo-pgrx ${PGRX_VERSION}, $("$PG15_CONFIG" --version))"

@@ -15,8 +15,6 @@ mod guc;
 mod pg;
 mod snapshot;
 mod sync;
-#[cfg(any(test, feature = "pg_test"))]
-mod tests;
 
 ::pgrx::pg_module_magic!();
 
@@ -55,13 +53,4 @@ pub extern "C-unwind" fn _PG_init() {
         );
     }
     sync::launcher::register();
-}
-
-#[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'pg_oncall'", "pg_oncall.database = 'pgrx_tests'"]
-    }
 }

@@ -1,9 +1,15 @@
-//! A throw-away PostgreSQL 15 cluster with pg_oncall preloaded (or, with
-//! [`Builder::without_pg_oncall`], without it), for end-to-end tests.
+//! A throw-away PostgreSQL cluster with pg_oncall preloaded (or, with
+//! [`Builder::without_pg_oncall`], without it), for end-to-end tests, run from the
+//! installation that `PG_CONFIG` names (`make test` points it at a private tree of the major
+//! under test, made by `scripts/pgtree.sh`).
 //!
 //! Each [`Cluster`] lives in its own directory under `/tmp` (data directory, Unix socket,
 //! server log, token files), owned by the `postgres` OS user; the server runs as that user
-//! (through `runuser` when the tests run as root). Everything is bounded: commands, server
+//! (through `runuser` when the tests run as root). With `PG_ONCALL_CHROOT` set (PostgreSQL 17
+//! here: Debian trixie's build needs a newer glibc, see `scripts/provision.sh`), the server's
+//! programs run inside that root file system (`chroot --userspec`), whose `/tmp` is the host's:
+//! the cluster's paths are the same inside and out, and the tests connect from the host as
+//! usual. Everything is bounded: commands, server
 //! start and stop, connections (connect timeout, `statement_timeout`), and a per-cluster
 //! watchdog that stops the server when a test overruns, so a stuck test fails instead of
 //! hanging. Dropping the cluster stops the server (`-m immediate`) and deletes the directory,
@@ -102,6 +108,25 @@ pub fn pkglibdir() -> PathBuf {
     pg_config_dir("--pkglibdir")
 }
 
+/// The root file system the server's programs run in (`PG_ONCALL_CHROOT`), if any.
+pub fn chroot_dir() -> Option<PathBuf> {
+    std::env::var_os("PG_ONCALL_CHROOT").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The major version of the installation under test (`pg_config --version`).
+pub fn server_major() -> u32 {
+    let out = Command::new(pg_config())
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("e2e: cannot run {} --version: {e}", pg_config()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .strip_prefix("PostgreSQL ")
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("e2e: cannot read a major version from {text:?}"))
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -144,7 +169,18 @@ fn run_as_postgres(root: &Path, program: &Path, args: &[&str], timeout: Duration
         .open(&out_path)
         .unwrap_or_else(|e| panic!("e2e: open {}: {e}", out_path.display()));
     let _ = writeln!(out, "$ {} {}", program.display(), args.join(" "));
-    let mut cmd = if is_root() {
+    let mut cmd = if let Some(chroot) = chroot_dir() {
+        // The program as the root sees it; every other path we pass is under /tmp, the same
+        // inside the root and out.
+        let inner = program
+            .strip_prefix(&chroot)
+            .unwrap_or_else(|_| panic!("e2e: {} is not inside PG_ONCALL_CHROOT {}", program.display(), chroot.display()));
+        assert!(is_root(), "e2e: running the server in {} (PG_ONCALL_CHROOT) needs root", chroot.display());
+        let (uid, gid) = postgres_ids();
+        let mut c = Command::new("chroot");
+        c.arg(format!("--userspec={uid}:{gid}")).arg(&chroot).arg(Path::new("/").join(inner));
+        c
+    } else if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
@@ -761,7 +797,12 @@ impl Cluster {
     /// `postgres`, messages in English (`LC_ALL=C`). Add arguments (and `PGAPPNAME`, another
     /// `PGUSER`/`PGDATABASE`...) and run it; it runs as the current OS user.
     pub fn psql(&self) -> Command {
-        let mut cmd = self.client("psql");
+        self.psql_in(&self.root)
+    }
+
+    /// [`Cluster::psql`] with `dir` (under /tmp) as its working directory.
+    pub fn psql_in(&self, dir: &Path) -> Command {
+        let mut cmd = self.client_in("psql", dir);
         cmd.arg("-X");
         cmd
     }
@@ -769,7 +810,29 @@ impl Cluster {
     /// A client program of this major (`pg_dump`, `psql`...) with the environment of
     /// [`Cluster::psql`], without arguments.
     pub fn client(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bindir.join(program));
+        self.client_in(program, &self.root)
+    }
+
+    /// [`Cluster::client`] with `dir` (under /tmp) as its working directory. Under
+    /// `PG_ONCALL_CHROOT` it runs in that root (its libraries are the root's); /tmp, where the
+    /// socket and `dir` are, is the same there.
+    pub fn client_in(&self, program: &str, dir: &Path) -> Command {
+        let path = self.bindir.join(program);
+        let mut cmd = match chroot_dir() {
+            Some(chroot) => {
+                let inner = path
+                    .strip_prefix(&chroot)
+                    .unwrap_or_else(|_| panic!("e2e: {} is not inside PG_ONCALL_CHROOT {}", path.display(), chroot.display()));
+                let mut c = Command::new("chroot");
+                c.arg(&chroot).arg("/usr/bin/env").arg("-C").arg(dir).arg(Path::new("/").join(inner));
+                c
+            }
+            None => {
+                let mut c = Command::new(path);
+                c.current_dir(dir);
+                c
+            }
+        };
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C")

@@ -1,15 +1,18 @@
 //! End-to-end test harness for pg_oncall: real clusters started with initdb/pg_ctl (as the
 //! `postgres` OS user), real client sessions over the Unix socket or TCP, and the fake
-//! PagerDuty. The tests live in `tests/*.rs`; run them with `make test-e2e` (which installs
-//! the extension first) or `cargo test -p e2e -- --test-threads=1` after `make install`.
+//! PagerDuty. The tests live in `tests/*.rs`; `make test` runs them on every major, `make
+//! test-major PG=17` on one (each from a private tree with the library just built).
 //!
-//! Environment: `PG_CONFIG` (default `/usr/lib/postgresql/15/bin/pg_config`), `E2E_KEEP`
+//! Environment: `PG_CONFIG` (default `/usr/lib/postgresql/15/bin/pg_config`; `make test` sets
+//! it to a private tree of the major under test), `PG_ONCALL_CHROOT` (the root file system the
+//! server's programs run in, when they cannot run here: PostgreSQL 17, see
+//! `scripts/provision.sh`), `E2E_KEEP`
 //! (keep every cluster directory), `E2E_KEEP_FAILED` (keep those of failed tests),
 //! `E2E_DEADLINE_SECS` (per-cluster watchdog, default 180).
 
 pub mod cluster;
 
-pub use cluster::{error_text, quote_ident, quote_literal, wait_until, Builder, Cluster, PROBE_EMAIL, SYNC_WORKER};
+pub use cluster::{chroot_dir, error_text, quote_ident, quote_literal, server_major, wait_until, Builder, Cluster, PROBE_EMAIL, SYNC_WORKER};
 
 use std::time::{Duration, Instant};
 

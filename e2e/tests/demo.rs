@@ -6,8 +6,8 @@
 //!
 //! The demo runs in its own directory under /tmp (`PG_ONCALL_DEMO_DIR`), so a developer's own
 //! `make demo` in `<repo>/.demo` keeps running. `DEMO_SKIP_BUILD=1`: the fake PagerDuty binary
-//! is only built when it is missing. Assumes the extension is installed (`make test-e2e`
-//! installs it first).
+//! is only built when it is missing. Runs the demo from the installation under test
+//! (`PG_CONFIG`, and `PG_ONCALL_CHROOT` when its servers run in a root: see the harness).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -734,7 +734,11 @@ fn access_ends_when_the_shift_ends() {
 /// Commits a marker shift and waits until the snapshot has it: everything committed before is
 /// then visible to every new backend, without a decision being made (nothing is counted).
 fn sync_point(cluster: &Cluster, admin: &mut Client) {
-    let marker = format!("marker-{}@sync.invalid", cluster.log_len());
+    // A marker never used before (the log's length alone can repeat when nothing was logged
+    // in between, and an old marker is already on call: the wait would not wait).
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let marker = format!("marker-{}-{n}@sync.invalid", cluster.log_len());
     admin.execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', $1)", &[&marker]).unwrap();
     assert!(wait_until(Duration::from_secs(5), || is_on_call(admin, &marker)), "the snapshot did not reload within 5 s\n{}", cluster.log_tail());
 }
@@ -1030,11 +1034,13 @@ fn stats_count_decisions_and_lines_have_the_contract_shape() {
     let before = stats(&mut admin);
     let offset = cluster.log_len();
     let mut alice = cluster.connect_as("alice");
+    // PostgreSQL 16 renamed force_parallel_mode to debug_parallel_query.
+    let force_parallel = if server_major() >= 16 { "debug_parallel_query" } else { "force_parallel_mode" };
     alice
-        .batch_execute(
-            "SET force_parallel_mode = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
-             SET min_parallel_table_scan_size = 0; SET ROLE prod_admin",
-        )
+        .batch_execute(&format!(
+            "SET {force_parallel} = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+             SET min_parallel_table_scan_size = 0; SET ROLE prod_admin"
+        ))
         .unwrap();
     let plan: Vec<String> = alice
         .query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM work.t", &[])

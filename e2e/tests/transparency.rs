@@ -188,8 +188,7 @@ fn run_script(cluster: &Cluster) -> String {
     let out_path = cluster.dir().join("psql.out");
     let out = fs::File::create(&out_path).expect("create psql.out");
     let mut child = cluster
-        .psql()
-        .current_dir(&dir)
+        .psql_in(&dir)
         .env("PGAPPNAME", APP)
         .args(["-a", "-f", "transparency.sql"])
         .stdout(Stdio::from(out.try_clone().expect("dup")))
