@@ -85,16 +85,25 @@ SELECT 'warning', format('role %I', c.rolname),
        format('ALTER ROLE %I NOCREATEROLE;', c.rolname)
   FROM pg_roles AS c
  WHERE c.rolcreaterole AND NOT c.rolsuper AND EXISTS (SELECT 1 FROM gated)
+   -- From PostgreSQL 16 CREATEROLE grants only roles held WITH ADMIN OPTION (reported apart).
+   AND NOT (SELECT per_grant FROM new_grants)
    AND NOT EXISTS (SELECT 1 FROM gated AS g WHERE g.role_oid = c.oid)
 UNION ALL
 SELECT 'error', format('role %I', m.rolname),
-       format('%I inherits the privileges of gated role %I (INHERIT%s): it uses them without SET ROLE, past the gate',
+       format('%I inherits the privileges of gated role %I (%s%s): it uses them without SET ROLE, past the gate',
               m.rolname, g.role_name,
+              CASE WHEN (SELECT per_grant FROM new_grants) THEN 'a grant WITH INHERIT TRUE' ELSE 'INHERIT' END,
               CASE WHEN EXISTS (SELECT 1 FROM pg_auth_members AS a WHERE a.member = m.oid AND a.roleid = g.role_oid)
                    THEN '' ELSE ', through a chain of roles' END),
        CASE WHEN (SELECT per_grant FROM new_grants)
-            THEN format('GRANT %I TO %I WITH INHERIT FALSE; -- and on every grant between them (ALTER ROLE ... NOINHERIT does not change existing grants)',
-                        g.role_name, m.rolname)
+            -- The member's own grant on the way (inherit_option read through to_jsonb: the
+            -- column does not exist before 16, and this body must parse there too).
+            THEN (SELECT format('GRANT %I TO %I WITH INHERIT FALSE; -- ALTER ROLE ... NOINHERIT does not change existing grants',
+                                x.rolname, m.rolname)
+                    FROM pg_auth_members AS a JOIN pg_roles AS x ON x.oid = a.roleid
+                   WHERE a.member = m.oid AND coalesce((to_jsonb(a) ->> 'inherit_option')::boolean, true)
+                     AND (a.roleid = g.role_oid OR pg_has_role(a.roleid, g.role_oid, 'USAGE'))
+                   ORDER BY a.roleid = g.role_oid DESC, x.rolname LIMIT 1)
             ELSE format('ALTER ROLE %I NOINHERIT; -- and every role between it and %I', m.rolname, g.role_name) END
   FROM gated AS g
   JOIN pg_roles AS m ON m.oid <> g.role_oid AND NOT m.rolsuper

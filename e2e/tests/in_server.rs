@@ -194,7 +194,7 @@ fn privileges_follow_the_design() {
     for admin_only in [
         "oncall.refresh(boolean, interval)",
         "oncall.override(text, interval, text, text)",
-        "oncall.gate_role(name, text[], text[], int, int, boolean)",
+        "oncall.gate_role(name, text[], text[], int, int, boolean, boolean, interval, boolean)",
         "oncall.ungate_role(name)",
         "oncall.status()",
         "oncall.stats()",
