@@ -1,4 +1,4 @@
-//! Compiles the C parts of `src/pg/` (hooks.c, grants.c) against the server headers of the PostgreSQL major
+//! Compiles the C parts of `src/pg/` (hooks.c, grants.c, port.c) against the server headers of the PostgreSQL major
 //! selected by the `pgNN` feature, found the way pgrx finds them (PGRX_PG_CONFIG_PATH, else
 //! pgrx's config.toml).
 
@@ -7,6 +7,7 @@ use pgrx_pg_config::{PgConfig, Pgrx};
 fn main() {
     println!("cargo:rerun-if-changed=src/pg/hooks.c");
     println!("cargo:rerun-if-changed=src/pg/grants.c");
+    println!("cargo:rerun-if-changed=src/pg/port.c");
     println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
     let majors: Vec<u16> = [15u16, 16, 17, 18].into_iter().filter(|m| std::env::var(format!("CARGO_FEATURE_PG{m}")).is_ok()).collect();
     let [major] = majors[..] else { panic!("build: enable exactly one of the features pg15, pg16, pg17, pg18 (found {majors:?})") };
@@ -22,6 +23,7 @@ fn main() {
     cc::Build::new()
         .file("src/pg/hooks.c")
         .file("src/pg/grants.c")
+        .file("src/pg/port.c")
         .include(include)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-missing-field-initializers")

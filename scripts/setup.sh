@@ -12,7 +12,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 missing=()
-for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pkg-config; do
+# libkrb5-dev and libssl-dev: the server headers of Port (src/pg/port.c) include theirs.
+for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pkg-config libkrb5-dev libssl-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -834,7 +834,7 @@ impl Cluster {
             }
         };
         cmd.env_clear()
-            .env("PATH", "/usr/bin:/bin")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("LC_ALL", "C")
             .env("PGHOST", &self.root)
             .env("PGPORT", self.port.to_string())

@@ -1,7 +1,7 @@
 //! The login gate: logging in *as* a role whose rule has `gate_login` needs that role's own
 //! identity on call. Decided from shared memory only: no database is selected yet.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::c_int;
 
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
@@ -22,14 +22,7 @@ pub unsafe fn check(port: *mut pg_sys::Port, status: c_int) {
     if status != STATUS_OK || port.is_null() || guc::enforcement() == Enforcement::Off {
         return;
     }
-    // SAFETY: pgrx's per-major definition of Port; user_name is a palloc'd C string or NULL.
-    let user = unsafe {
-        let name = (*(port as *mut pg_sys::libpq::be::Port)).user_name;
-        if name.is_null() {
-            return;
-        }
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    };
+    let Some(user) = crate::pg::backend::login_user(port) else { return };
     // Most logins are not of a gate_login role: they cost one lookup, and no identity.
     let gates_login = snapshot::read(|view| view.gated_role_by_name(&user).is_some_and(|role| role.gate_login));
     if gates_login != Some(true) {

@@ -1,5 +1,5 @@
-//! What this backend serves, for elevation records: its database, pid, client address and
-//! application name.
+//! What this backend serves: the login's user name (for the login gate), and for elevation
+//! records its database, pid, client address and application name.
 
 use std::ffi::CStr;
 
@@ -18,16 +18,35 @@ pub fn database() -> Option<String> {
     (!name.is_null()).then(|| unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned())
 }
 
+/// The role a connection asks to log in as (its startup packet's user name).
+///
+/// # Safety
+/// `port` is a connection's live Port.
+pub unsafe fn login_user(port: *mut pg_sys::Port) -> Option<String> {
+    unsafe extern "C" {
+        /// port.c: the server's own Port definition, per major; cannot raise.
+        fn pg_oncall_port_user_name(port: *const pg_sys::Port) -> *const std::ffi::c_char;
+    }
+    // SAFETY: the caller's live Port; user_name is a palloc'd C string or NULL.
+    unsafe {
+        let name = pg_oncall_port_user_name(port);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
 /// The client's IP address as the server saw it; `None` over a Unix socket.
 pub fn client_addr() -> Option<String> {
-    // SAFETY: MyProcPort is this connection's Port (NULL in background workers);
-    // remote_host is a NUL-terminated string PostgreSQL filled in at connection.
+    unsafe extern "C" {
+        /// port.c; cannot raise.
+        fn pg_oncall_client_host() -> *const std::ffi::c_char;
+    }
+    // SAFETY: NULL or this connection's remote host, a NUL-terminated string.
     let host = unsafe {
-        let port = pg_sys::libpq::be::MyProcPort;
-        if port.is_null() || (*port).remote_host.is_null() {
+        let host = pg_oncall_client_host();
+        if host.is_null() {
             return None;
         }
-        CStr::from_ptr((*port).remote_host).to_string_lossy().into_owned()
+        CStr::from_ptr(host).to_string_lossy().into_owned()
     };
     host.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
 }
