@@ -13,6 +13,8 @@ pub enum EndReason {
     SessionEnd,
     ShiftEnd,
     MaxDuration,
+    /// A `require_incident` rule: the user's last incident it admits was resolved (or reassigned).
+    IncidentResolved,
     Refused,
 }
 
@@ -24,6 +26,7 @@ impl EndReason {
             EndReason::SessionEnd => "session_end",
             EndReason::ShiftEnd => "shift_end",
             EndReason::MaxDuration => "max_duration",
+            EndReason::IncidentResolved => "incident_resolved",
             EndReason::Refused => "refused",
         }
     }

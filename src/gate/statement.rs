@@ -52,6 +52,7 @@ fn judge_role(role: pg_sys::Oid, statement: Option<elevation::Statement>) -> boo
     let (end, hint) = match decision.reason {
         Reason::TimeLimit => (EndReason::MaxDuration, messages::time_limit_hint(&name)),
         Reason::NotOnCall => (EndReason::ShiftEnd, messages::ACCESS_ENDED_HINT.into()),
+        Reason::NoIncident => (EndReason::IncidentResolved, messages::ACCESS_ENDED_HINT.into()),
         _ => (EndReason::Refused, messages::ACCESS_ENDED_HINT.into()),
     };
     elevation::refused(role, end);
