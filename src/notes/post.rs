@@ -52,8 +52,14 @@ impl Poster {
         Poster { thread: None, settings: Err(None), checked_at: None }
     }
 
-    /// Looks at the settings (at most once a second, and whenever notes are queued) and hands
-    /// every queued note to the helper thread, or counts it failed when notes cannot be posted.
+    /// The configuration was reloaded: look at the settings (and the write token file) again.
+    pub fn settings_changed(&mut self) {
+        self.checked_at = None;
+    }
+
+    /// Looks at the settings (after a reload, whenever notes are queued, else at most once a
+    /// second) and hands every queued note to the helper thread, or counts it failed when notes
+    /// cannot be posted.
     pub fn pump(&mut self) {
         let queued = !queue::is_empty();
         if queued || self.checked_at.is_none_or(|at| at.elapsed() >= RECHECK) {

@@ -46,9 +46,10 @@ pub struct Fetched {
 
 /// Fetches every on-call entry from `now_us` to `now_us + lookahead`, then, with `incidents`,
 /// every open incident, on a helper thread. Meanwhile this thread honours SIGHUP and calls
-/// `meanwhile` every 50 ms (the worker serves snapshot reloads there, so table changes never
-/// wait for the network). `None` means SIGTERM.
-pub fn fetch_off_thread(token: String, now_us: i64, incidents: bool, mut meanwhile: impl FnMut()) -> Option<Fetched> {
+/// `meanwhile` every 50 ms, saying whether the configuration was just reloaded (the worker
+/// serves snapshot reloads there, so table changes never wait for the network). `None` means
+/// SIGTERM.
+pub fn fetch_off_thread(token: String, now_us: i64, incidents: bool, mut meanwhile: impl FnMut(bool)) -> Option<Fetched> {
     let config = SyncConfig {
         api_url: guc::api_url(),
         token,
@@ -82,10 +83,11 @@ pub fn fetch_off_thread(token: String, now_us: i64, incidents: bool, mut meanwhi
             cancel.store(true, Ordering::Relaxed);
             return None;
         }
-        if BackgroundWorker::sighup_received() {
+        let reloaded = BackgroundWorker::sighup_received();
+        if reloaded {
             // SAFETY: outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        meanwhile();
+        meanwhile(reloaded);
     }
 }

@@ -89,6 +89,7 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
             // SAFETY: outside any transaction, as ProcessConfigFile requires.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             worker.next_sync = Instant::now();
+            worker.notes.settings_changed();
         }
         if !extension_installed() {
             if saw_extension {
@@ -228,8 +229,11 @@ impl SyncWorker {
         let fetched = match http::read_token() {
             // Nothing to do until the configuration changes (a reload re-arms the sync).
             Err(message) => Err(Failure { message, retry: Retry::AtInterval }),
-            Ok(token) => match http::fetch_off_thread(token, unix_from_pg(started_at), want_incidents, || {
+            Ok(token) => match http::fetch_off_thread(token, unix_from_pg(started_at), want_incidents, |reloaded| {
                 let _ = self.reload_if_needed();
+                if reloaded {
+                    self.notes.settings_changed();
+                }
                 self.notes.pump();
             }) {
                 None => return false,
