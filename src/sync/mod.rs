@@ -294,6 +294,12 @@ impl SyncWorker {
                     if incidents.split_by_time {
                         log!("pg_oncall: more than 10,000 open incidents: the incident sync went on by creation time");
                     }
+                    if incidents.assignees_without_email > 0 {
+                        warning!(
+                            "pg_oncall: {} incident assignees had no user email and count as nobody",
+                            incidents.assignees_without_email
+                        );
+                    }
                 }
                 self.consecutive_failures = 0;
                 self.next_sync = Instant::now() + interval;
