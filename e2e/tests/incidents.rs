@@ -65,7 +65,9 @@ fn refused_with(e: &postgres::Error, detail: &str) {
 }
 
 fn status_row(admin: &mut Client, columns: &str) -> postgres::Row {
-    admin.query_one(&format!("SELECT {columns} FROM oncall.status()"), &[]).unwrap_or_else(|e| panic!("status(): {}", error_text(&e)))
+    admin
+        .query_one(&format!("SELECT {columns} FROM oncall.status()"), &[])
+        .unwrap_or_else(|e| panic!("status(): {}", error_text(&e)))
 }
 
 fn incident_ids_of(session: &mut Client) -> Option<Vec<String>> {
@@ -176,7 +178,11 @@ fn stale_incident_data_refuses_and_a_hung_incident_fetch_never_delays_a_reload()
     // incidents go stale, and the running elevation ends with them.
     fake.set_persistent_fault_for(
         Endpoint::Incidents,
-        Some(Fault::Status { code: 403, body: Some(r#"{"error":{"message":"Access Denied","code":2010}}"#.into()), headers: vec![] }),
+        Some(Fault::Status {
+            code: 403,
+            body: Some(r#"{"error":{"message":"Access Denied","code":2010}}"#.into()),
+            headers: vec![],
+        }),
     );
     let refused = wait_until(Duration::from_secs(15), || alice.batch_execute("SELECT 1").is_err());
     assert!(refused, "refused once the incident data is older than max_staleness\n{}", cluster.log_tail());
@@ -186,7 +192,13 @@ fn stale_incident_data_refuses_and_a_hung_incident_fetch_never_delays_a_reload()
     let st = status_row(&mut admin, "stale, incidents_stale, last_error");
     let last_error: Option<String> = st.get(2);
     assert_eq!((st.get::<_, bool>(0), st.get::<_, Option<bool>>(1)), (false, Some(true)), "{last_error:?}");
-    assert!(last_error.as_deref().unwrap_or("").contains("open incidents: PagerDuty refused: the token lacks scope incidents.read (403)"), "{last_error:?}");
+    assert!(
+        last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("open incidents: PagerDuty refused: the token lacks scope incidents.read (403)"),
+        "{last_error:?}"
+    );
     let doctor: Vec<String> = admin.query("SELECT problem FROM oncall.doctor()", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert!(doctor.iter().any(|p| p.contains("incident sync is older than pg_oncall.max_staleness")), "{doctor:#?}");
 
@@ -203,8 +215,11 @@ fn stale_incident_data_refuses_and_a_hung_incident_fetch_never_delays_a_reload()
 
     // The incident fetch hangs (on the worker's helper thread): a break-glass change still
     // reaches decisions within a second.
+    fake.clear_requests();
     fake.set_persistent_fault_for(Endpoint::Incidents, Some(Fault::Hang));
-    std::thread::sleep(Duration::from_millis(1500)); // a sync is now waiting on the incidents
+    let hanging = wait_until(Duration::from_secs(5), || fake.requests().iter().any(|r| r.path == "/incidents"));
+    assert!(hanging, "a sync is waiting on the incidents");
+    std::thread::sleep(Duration::from_millis(200));
     admin.batch_execute("SELECT oncall.ungate_role('prod_admin')").unwrap();
     let took = time_until(Duration::from_secs(5), || cluster.connect_as("bob").batch_execute("SET ROLE prod_admin").is_ok());
     let took = took.unwrap_or_else(|| panic!("the change did not reach decisions\n{}", cluster.log_tail()));
@@ -224,7 +239,9 @@ fn overrides_do_not_open_incidents_and_rules_without_require_incident_need_none(
         )
         .unwrap();
     let e = wait_until(Duration::from_secs(5), || {
-        may_switch(&cluster, "carol").err().is_some_and(|e| e.as_db_error().and_then(|d| d.detail()).unwrap_or("").contains("incident"))
+        may_switch(&cluster, "carol")
+            .err()
+            .is_some_and(|e| e.as_db_error().and_then(|d| d.detail()).unwrap_or("").contains("incident"))
     });
     assert!(e, "an override makes carol on call, not assigned: still refused for want of an incident");
     admin.batch_execute("SELECT oncall.gate_role('prod_admin', escalation_policy_ids => '{EP1}')").unwrap();
@@ -241,7 +258,9 @@ fn overrides_do_not_open_incidents_and_rules_without_require_incident_need_none(
     assert_eq!(incident_ids_of(&mut cluster.connect_as("alice")), Some(vec![]), "the last incident sync is still fresh");
 
     // sync_incidents = off while a rule needs them: doctor says so, and nobody is admitted.
-    admin.batch_execute("SELECT oncall.gate_role('prod_admin', escalation_policy_ids => '{EP1}', require_incident => true)").unwrap();
+    admin
+        .batch_execute("SELECT oncall.gate_role('prod_admin', escalation_policy_ids => '{EP1}', require_incident => true)")
+        .unwrap();
     cluster.alter_system("pg_oncall.sync_incidents", "off");
     let doctor: Vec<String> = admin.query("SELECT problem FROM oncall.doctor()", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert!(doctor.iter().any(|p| p.contains("pg_oncall.sync_incidents is off")), "{doctor:#?}");
@@ -279,7 +298,11 @@ fn each_elevation_puts_one_note_on_each_incident() {
     refresh(&cluster, &mut admin);
     switch_becomes(&cluster, "alice", true);
     // Waiting for the switch made elevations (and notes) already: start from a clean slate.
-    assert!(wait_until(Duration::from_secs(10), || fake.notes().len() >= 2), "the probing switches' notes\n{}", cluster.log_tail());
+    assert!(
+        wait_until(Duration::from_secs(10), || fake.notes().len() >= 2),
+        "the probing switches' notes\n{}",
+        cluster.log_tail()
+    );
     std::thread::sleep(Duration::from_millis(500));
     fake.clear_notes();
     fake.clear_requests();
@@ -317,7 +340,10 @@ fn each_elevation_puts_one_note_on_each_incident() {
     assert_eq!(notes.len(), 4, "{notes:#?}");
     assert!(notes[2..].iter().all(|n| n.content.ends_with("; reason: none given")), "{notes:#?}");
     let st = status_row(&mut admin, "notes_enabled, notes_posted, notes_failed, notes_dropped, last_note_error");
-    assert_eq!((st.get::<_, bool>(0), st.get::<_, i64>(1) - posted_before, st.get::<_, i64>(2), st.get::<_, i64>(3)), (true, 4, 0, 0));
+    assert_eq!(
+        (st.get::<_, bool>(0), st.get::<_, i64>(1) - posted_before, st.get::<_, i64>(2), st.get::<_, i64>(3)),
+        (true, 4, 0, 0)
+    );
     assert_eq!(st.get::<_, Option<String>>(4), None);
     let ids: Vec<Vec<String>> = admin
         .query("SELECT incident_ids FROM oncall.elevations WHERE \"session_user\" = 'alice' ORDER BY id DESC LIMIT 2", &[])
@@ -387,9 +413,15 @@ fn notes_are_retried_on_429_and_500_and_never_slow_a_switch() {
     let notes_hanging = switch_median(&mut alice, 300);
     eprintln!("SET ROLE + RESET ROLE, median of 300: notes off {notes_off:?}, notes on with PagerDuty failing {notes_failing:?}, hanging {notes_hanging:?}");
     let bound = notes_off * 3 + Duration::from_millis(2);
-    assert!(notes_failing < bound && notes_hanging < bound, "a switch is never slowed by notes: off {notes_off:?}, failing {notes_failing:?}, hanging {notes_hanging:?}");
+    assert!(
+        notes_failing < bound && notes_hanging < bound,
+        "a switch is never slowed by notes: off {notes_off:?}, failing {notes_failing:?}, hanging {notes_hanging:?}"
+    );
     let st = status_row(&mut admin, "notes_dropped");
-    assert!(st.get::<_, i64>(0) > 0, "600 elevations with PagerDuty failing overflow a queue of 64: the oldest are dropped and counted");
+    assert!(
+        st.get::<_, i64>(0) > 0,
+        "600 elevations with PagerDuty failing overflow a queue of 64: the oldest are dropped and counted"
+    );
     fake.set_persistent_fault_for(Endpoint::Notes, None);
 }
 
@@ -409,7 +441,10 @@ fn without_a_write_token_switches_work_and_status_says_notes_are_off() {
         !st.get::<_, bool>(0)
             && st.get::<_, i64>(1) == 0
             && st.get::<_, i64>(2) >= 1
-            && st.get::<_, Option<String>>(3).unwrap_or_default().contains("notes are off: no PagerDuty write token: pg_oncall.pagerduty_write_token_file is not set")
+            && st
+                .get::<_, Option<String>>(3)
+                .unwrap_or_default()
+                .contains("notes are off: no PagerDuty write token: pg_oncall.pagerduty_write_token_file is not set")
     });
     let st = status_row(&mut admin, "notes_enabled, notes_posted, notes_failed, last_note_error");
     assert!(off, "status() says notes are off and why: {st:?}");
@@ -426,7 +461,10 @@ fn without_a_write_token_switches_work_and_status_says_notes_are_off() {
     assert!(enabled, "a write token configured: notes on");
     cluster.connect_as("alice").batch_execute("SET ROLE prod_admin").unwrap();
     let failed = wait_until(Duration::from_secs(10), || {
-        status_row(&mut admin, "last_note_error").get::<_, Option<String>>(0).unwrap_or_default().contains("401: PagerDuty rejected the write token")
+        status_row(&mut admin, "last_note_error")
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default()
+            .contains("401: PagerDuty rejected the write token")
     });
     assert!(failed, "{:?}", status_row(&mut admin, "notes_failed, last_note_error"));
     assert!(fake.notes().is_empty());

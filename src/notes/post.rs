@@ -131,7 +131,9 @@ fn current_settings() -> Result<Settings, Option<String>> {
     let token = read_token_file("write token", "pg_oncall.pagerduty_write_token_file", &guc::write_token_file())?;
     let from = guc::from_email();
     if from.is_empty() {
-        return Err(Some("pg_oncall.pagerduty_from_email is not set (the email of the PagerDuty user notes are posted as)".into()));
+        return Err(Some(
+            "pg_oncall.pagerduty_from_email is not set (the email of the PagerDuty user notes are posted as)".into(),
+        ));
     }
     let timeout = Duration::from_millis(guc::HTTP_TIMEOUT_MS.get() as u64);
     Ok(Settings { config: NoteConfig::new(&guc::api_url(), &token, timeout), from })
@@ -159,7 +161,8 @@ fn run(rx: Receiver<Message>, capacity: usize) {
     let mut settings: Option<Settings> = None;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
-        let wait = pending.front().filter(|_| settings.is_some()).map_or(IDLE, |p| p.next_at.saturating_duration_since(Instant::now()));
+        let wait =
+            pending.front().filter(|_| settings.is_some()).map_or(IDLE, |p| p.next_at.saturating_duration_since(Instant::now()));
         match rx.recv_timeout(wait) {
             Ok(Message::Settings(new)) => {
                 settings = new;
@@ -236,8 +239,5 @@ fn retry_or_give_up(pending: &Pending, incident: &str, error: NoteError) -> Atte
     }
     let backoff = FIRST_RETRY.saturating_mul(1 << (pending.attempts - 1).min(16)).min(LONGEST_RETRY);
     let after = error.retry_after().map_or(backoff, |asked| asked.min(LONGEST_RETRY).max(backoff));
-    Attempt::Retry {
-        after,
-        message: format!("{what}: {error}; retrying (attempt {} of {MAX_ATTEMPTS})", pending.attempts + 1),
-    }
+    Attempt::Retry { after, message: format!("{what}: {error}; retrying (attempt {} of {MAX_ATTEMPTS})", pending.attempts + 1) }
 }

@@ -2,7 +2,10 @@
 //! PostgreSQL's signal handlers must keep running on the worker's own thread only.
 
 /// Spawns `f` on a named thread with every signal blocked (threads inherit the signal mask).
-pub fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<std::thread::JoinHandle<T>> {
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
     // SAFETY: pthread_sigmask on the calling thread with valid set pointers; restored below.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
