@@ -128,14 +128,14 @@ mod tests {
         for admin in [
             "oncall.refresh(boolean, interval)",
             "oncall.override(text, interval, text, text)",
-            "oncall.gate_role(name, text[], text[], int, int, boolean)",
+            "oncall.gate_role(name, text[], text[], int, int, boolean, boolean, interval, boolean)",
             "oncall.ungate_role(name)",
             "oncall.status()",
             "oncall.stats()",
         ] {
             assert_eq!(can(admin), Some(false), "{admin}");
         }
-        for table in ["oncall.gated_roles", "oncall.identities", "oncall.shifts", "oncall.sync_state"] {
+        for table in ["oncall.gated_roles", "oncall.identities", "oncall.shifts", "oncall.incidents", "oncall.sync_state"] {
             assert_eq!(
                 bool_of(&format!("SELECT has_table_privilege('plain_user', '{table}', 'SELECT')")),
                 Some(false),
