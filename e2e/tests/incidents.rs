@@ -74,6 +74,9 @@ fn incident_ids_of(session: &mut Client) -> Option<Vec<String>> {
     session.query_one("SELECT incident_ids FROM oncall.whoami()", &[]).unwrap().get(0)
 }
 
+/// (id, incident_number, title, status, escalation_policy_id, assignee_emails) of `oncall.incidents`.
+type IncidentRow = (String, Option<i32>, Option<String>, Option<String>, Option<String>, Option<Vec<String>>);
+
 #[test]
 fn an_assigned_open_incident_admits_and_its_resolution_ends_the_elevation() {
     let (cluster, fake) = Cluster::start_with_pagerduty(&[], TOKEN);
@@ -100,7 +103,7 @@ fn an_assigned_open_incident_admits_and_its_resolution_ends_the_elevation() {
     assert_eq!(incident_ids_of(&mut cluster.connect_as("alice")), Some(vec!["PINC1".to_owned()]));
     assert_eq!(incident_ids_of(&mut cluster.connect_as("bob")), Some(vec!["PINC9".to_owned()]), "whoami() shows every incident");
 
-    let rows: Vec<(String, Option<i32>, Option<String>, Option<String>, Option<String>, Option<Vec<String>>)> = admin
+    let rows: Vec<IncidentRow> = admin
         .query(
             "SELECT id, incident_number, title, status, escalation_policy_id, assignee_emails FROM oncall.incidents ORDER BY id",
             &[],
