@@ -142,8 +142,7 @@ fn whoami() -> TableIterator<
 /// rule needs them), as it decides at each sync.
 #[pg_extern(sql = false)]
 fn incidents_synced() -> bool {
-    let a_rule_requires_them = snapshot::read(|view| view.roles().iter().any(|r| r.require_incident)).unwrap_or(false);
-    guc::incidents_wanted(a_rule_requires_them)
+    snapshot::incidents_wanted()
 }
 
 #[pg_extern(sql = false)]

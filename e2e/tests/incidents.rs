@@ -490,3 +490,18 @@ fn a_standby_enforces_the_replicated_incidents() {
     refresh(&primary, &mut admin);
     switch_becomes(&standby, "alice", false);
 }
+
+#[test]
+fn a_new_require_incident_rule_does_not_wait_a_refresh_interval_for_incidents() {
+    // refresh_interval is 1h: only the rule's creation can trigger the incident sync.
+    let (cluster, fake) = Cluster::start_with_pagerduty(&[], TOKEN);
+    let mut admin = setup(&cluster, &fake, "");
+    admin.batch_execute("SELECT oncall.gate_role('prod_admin', escalation_policy_ids => '{EP1}')").unwrap();
+    refresh(&cluster, &mut admin);
+    fake.add_incident(incident("PINC1", "PSVC1", "EP1").assigned_to(ALICE));
+    fake.clear_requests();
+    admin.batch_execute("SELECT oncall.gate_role('prod_admin', escalation_policy_ids => '{EP1}', require_incident => true)").unwrap();
+    switch_becomes(&cluster, "alice", true);
+    switch_becomes(&cluster, "bob", false);
+    assert!(fake.requests().iter().any(|r| r.path == "/incidents"), "the incidents were fetched for the new rule");
+}

@@ -273,6 +273,13 @@ pub fn read<R>(read: impl FnOnce(&View) -> R) -> Option<R> {
     segment::read(read)
 }
 
+/// Whether syncs fetch the open incidents: per `pg_oncall.sync_incidents`, which in `auto`
+/// depends on whether a published rule has `require_incident`.
+pub fn incidents_wanted() -> bool {
+    let a_rule_requires_them = read(|view| view.roles().iter().any(|r| r.require_incident)).unwrap_or(false);
+    crate::guc::incidents_wanted(a_rule_requires_them)
+}
+
 /// Cheap: one atomic load. 0 means "never published" (or the library is not preloaded).
 #[inline]
 pub fn generation() -> u64 {

@@ -134,6 +134,8 @@ unsafe extern "C-unwind" fn unregister_worker(_code: i32, _arg: pg_sys::Datum) {
 
 struct SyncWorker {
     notes: crate::notes::post::Poster,
+    /// The last sync asked PagerDuty for the open incidents.
+    fetched_incidents: bool,
     reloads_seen: Option<u64>,
     syncs_seen: u64,
     next_sync: Instant,
@@ -177,6 +179,7 @@ impl SyncWorker {
     fn new() -> SyncWorker {
         SyncWorker {
             notes: crate::notes::post::Poster::new(),
+            fetched_incidents: false,
             reloads_seen: None,
             syncs_seen: signal::sync_requests(),
             next_sync: Instant::now(),
@@ -202,8 +205,14 @@ impl SyncWorker {
         })
     }
 
+    /// A sync is due at its time, when asked for, and as soon as open incidents are wanted
+    /// that the last sync did not fetch (a rule with `require_incident` just created): such a
+    /// rule should not wait a `refresh_interval` for its first incidents.
     fn sync_due(&self) -> bool {
-        !in_recovery() && (Instant::now() >= self.next_sync || signal::sync_requests() != self.syncs_seen)
+        !in_recovery()
+            && (Instant::now() >= self.next_sync
+                || signal::sync_requests() != self.syncs_seen
+                || (!self.fetched_incidents && snapshot::incidents_wanted()))
     }
 
     fn sleep_time(&self) -> Duration {
@@ -221,8 +230,8 @@ impl SyncWorker {
         let ticket = signal::sync_requests();
         self.syncs_seen = ticket;
         let interval = Duration::from_millis(guc::REFRESH_INTERVAL_MS.get() as u64);
-        let a_rule_requires_incidents = snapshot::read(|view| view.roles().iter().any(|r| r.require_incident)).unwrap_or(false);
-        let want_incidents = guc::incidents_wanted(a_rule_requires_incidents);
+        let want_incidents = snapshot::incidents_wanted();
+        self.fetched_incidents = want_incidents;
         // SAFETY: plain clock read.
         let started_at = unsafe { pg_sys::GetCurrentTimestamp() };
         let started = Instant::now();
