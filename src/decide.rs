@@ -146,7 +146,8 @@ fn assigned_incidents(view: &View, rules: &[&RoleEntry], email: Option<&str>, no
     let assigned = incident_views(view, email);
     let mut ids: Vec<String> = Vec::new();
     let every_policy: Option<&[snapshot::FixedStr<{ snapshot::ID_LEN }>]> = None;
-    let lists: Vec<_> = if rules.is_empty() { vec![every_policy] } else { rules.iter().map(|r| view.ids(r.escalation_policy_ids)).collect() };
+    let lists: Vec<_> =
+        if rules.is_empty() { vec![every_policy] } else { rules.iter().map(|r| view.ids(r.escalation_policy_ids)).collect() };
     for policies in lists {
         for id in decision::incidents_for_rule(&assigned, policies) {
             if !ids.iter().any(|known| known == id) {

@@ -53,7 +53,8 @@ pub fn cluster_name() -> String {
     let mut host = [0u8; 256];
     // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
     let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len() - 1) } == 0;
-    let host = if ok { CStr::from_bytes_until_nul(&host).map(|h| h.to_string_lossy().into_owned()).unwrap_or_default() } else { String::new() };
+    let host =
+        CStr::from_bytes_until_nul(&host).ok().filter(|_| ok).map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     // SAFETY: reads the postmaster's port setting, fixed at start.
     let port = unsafe { pg_sys::PostPortNumber };
     format!("{}:{port}", if host.is_empty() { "localhost" } else { &host })
