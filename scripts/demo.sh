@@ -5,8 +5,11 @@
 #      escalation policy PDEMO01, alice is on call now (level 1), bob goes on call two minutes
 #      from now (level 1) and carol is on call now at level 3 (the whole team);
 #   2. starts a cluster (as the `postgres` OS user when run as root) with pg_oncall preloaded,
-#      pointed at the fake, max_escalation_level = 2, refresh_interval = 30s;
-#   3. walks through the SQL API with real psql sessions (the SQL is echoed, the output is psql's);
+#      pointed at the fake, max_escalation_level = 2, refresh_interval = 30s, and notes on
+#      incidents on (a write token the fake accepts, pg-oncall@example.com as the From user);
+#   3. walks through the SQL API with real psql sessions (the SQL is echoed, the output is psql's),
+#      ending with a role only for whoever PagerDuty assigned an open incident (require_incident)
+#      and the note alice's elevation put on her incident, as the fake received it;
 #   4. leaves both running and prints how to connect and how to stop them
 #      (bash scripts/demo-stop.sh).
 #
@@ -136,18 +139,23 @@ fi
 
 step "Starting the fake PagerDuty with the demo schedule"
 TOKEN_FILE=$DEMO_DIR/pagerduty.token
+WRITE_TOKEN_FILE=$DEMO_DIR/pagerduty-write.token
 (
     umask 077
     printf 'demo-%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$TOKEN_FILE"
+    printf 'demo-write-%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$WRITE_TOKEN_FILE"
 )
-chmod 0600 "$TOKEN_FILE"
+chmod 0600 "$TOKEN_FILE" "$WRITE_TOKEN_FILE"
+# The user notes on incidents are posted as (the From header): a user of the account.
+echo '[{"email": "pg-oncall@example.com", "name": "pg_oncall"}]' >"$DEMO_DIR/users.json"
 bash "$REPO/scripts/demo-schedule.sh" >"$DEMO_DIR/schedule.json"
 BOB_START=$(grep -A2 '"bob@example.com"' "$DEMO_DIR/schedule.json" | sed -n 's/.*"start": "\([^"]*\)".*/\1/p' | head -n 1)
 [ -n "$BOB_START" ] || die "could not read bob's start from $DEMO_DIR/schedule.json"
 BOB_START_LOCAL=$(date -d "$BOB_START" '+%H:%M:%S %Z')
 BOB_START_EPOCH=$(date -d "$BOB_START" +%s)
 
-nohup "$FAKE_BIN" --port 0 --token-file "$TOKEN_FILE" --schedule "$DEMO_DIR/schedule.json" \
+nohup "$FAKE_BIN" --port 0 --token-file "$TOKEN_FILE" --write-token-file "$WRITE_TOKEN_FILE" \
+    --schedule "$DEMO_DIR/schedule.json" --users "$DEMO_DIR/users.json" \
     </dev/null >"$DEMO_DIR/fake-pagerduty.log" 2>&1 &
 FAKE_PID=$!
 echo "$FAKE_PID" >"$DEMO_DIR/fake-pagerduty.pid"
@@ -159,7 +167,8 @@ for _ in $(seq 150); do # up to 15 s
     sleep 0.1
 done
 [ -n "$FAKE_URL" ] || die "the fake PagerDuty did not report its port within 15 s: $(cat "$DEMO_DIR/fake-pagerduty.log")"
-info "fake PagerDuty: $FAKE_URL (pid $FAKE_PID; token in $TOKEN_FILE, mode 0600)"
+info "fake PagerDuty: $FAKE_URL (pid $FAKE_PID; read-only token in $TOKEN_FILE, write token for notes in"
+info "  $WRITE_TOKEN_FILE, both mode 0600)"
 info "schedule (escalation policy PDEMO01, $DEMO_DIR/schedule.json):"
 info "  alice@example.com  level 1  on call now, until $(date -d '+8 hours' '+%H:%M %Z')"
 info "  bob@example.com    level 1  goes on call at $BOB_START_LOCAL (two minutes from now)"
@@ -191,6 +200,10 @@ pg_oncall.pagerduty_api_url = '$FAKE_URL'
 pg_oncall.pagerduty_token_file = '$TOKEN_FILE'
 pg_oncall.max_escalation_level = 2
 pg_oncall.refresh_interval = '30s'
+cluster_name = 'pg_oncall-demo'
+pg_oncall.annotate_incidents = on
+pg_oncall.pagerduty_write_token_file = '$WRITE_TOKEN_FILE'
+pg_oncall.pagerduty_from_email = 'pg-oncall@example.com'
 log_line_prefix = '%m [%p] %q%u@%d '
 CONF
 [ -z "$IS_ROOT" ] || chown postgres:postgres "$DEMO_DIR/data/pg_hba.conf"
@@ -394,6 +407,81 @@ ROLLBACK;
 SQL
 expect 'inherits the privileges of gated role' "doctor flags an INHERIT member"
 
+step "Incidents: incident_admin is only for whoever PagerDuty assigned an open incident (require_incident)"
+run_sql postgres <<'SQL'
+CREATE ROLE incident_admin NOLOGIN;
+GRANT incident_admin TO alice, bob;
+SELECT oncall.gate_role('incident_admin', escalation_policy_ids => '{PDEMO01}', require_incident => true);
+SQL
+info "PagerDuty assigns alice an incident on a service of PDEMO01 (through the fake's admin API):"
+INCIDENT='{"id": "PDEMOINC", "service_id": "PDEMOSVC", "escalation_policy_id": "PDEMO01", "title": "checkout latency p99 > 2s", "assignees": ["alice@example.com"]}'
+ADDED=$(curl -fsS --max-time 10 -X POST --data-binary "$INCIDENT" "$FAKE_URL/_admin/incidents") ||
+    die "the fake PagerDuty did not take the incident"
+info "  POST $FAKE_URL/_admin/incidents $INCIDENT"
+info "  -> $ADDED"
+info "The next sync (here: oncall.refresh()) fetches the open incidents along with the shifts:"
+run_sql postgres <<'SQL'
+SELECT oncall.refresh();
+SELECT id, incident_number, title, status, escalation_policy_id, assignee_emails FROM oncall.incidents;
+SQL
+expect 'PDEMOINC .*\{alice@example.com\}' "the incident is synced, assigned to alice"
+for _ in $(seq 100); do # up to 10 s: the rule and the incident reach the snapshot
+    [ "$(q "SELECT oncall.check_oncall_access('incident_admin')" alice || true)" = t ] && break
+    sleep 0.1
+done
+
+step "alice is on call and assigned to PDEMOINC: she says why, and assumes incident_admin"
+run_sql alice <<'SQL'
+SET pg_oncall.reason = 'PDEMOINC: checkout latency p99 > 2s';
+SET ROLE incident_admin;
+SELECT current_user, session_user;
+SELECT incident_ids FROM oncall.whoami();
+RESET ROLE;
+SQL
+expect '^ *incident_admin +\| +alice' "alice's current_user is incident_admin"
+expect '\{PDEMOINC\}' "whoami() names her incident"
+
+step "bob is on call (here by a break-glass override) but no incident is assigned to him: refused"
+run_sql postgres <<'SQL'
+SELECT oncall.override('bob@example.com', '10 minutes', 'demo: on call, without an incident');
+SQL
+for _ in $(seq 100); do # up to 10 s
+    [ "$(q "SELECT oncall.check_oncall_access()" bob || true)" = t ] && break
+    sleep 0.1
+done
+run_sql bob error-ok <<'SQL'
+SET ROLE incident_admin;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SQL
+expect 'permission denied to set role "incident_admin"' "bob refused"
+expect 'requires an open PagerDuty incident' "the DETAIL says an incident is missing"
+info "(An override makes someone on call, not assigned. Removing bob's override again, so that the rest"
+info "of the demo — bob's shift starting in two minutes — holds:)"
+run_sql postgres <<'SQL'
+DELETE FROM oncall.shifts WHERE source = 'manual' AND email = 'bob@example.com';
+SQL
+
+step "The note alice's elevation put on PDEMOINC, as the fake PagerDuty received it"
+info "pg_oncall.annotate_incidents = on: the gate queued the note in shared memory; the sync worker"
+info "posted it (POST /incidents/PDEMOINC/notes, From: pg-oncall@example.com, the write token):"
+NOTES=""
+for _ in $(seq 100); do # up to 10 s
+    NOTES=$(curl -fsS --max-time 5 "$FAKE_URL/_admin/notes" || true)
+    case "$NOTES" in *'"content"'*) break ;; esac
+    sleep 0.1
+done
+info "  GET $FAKE_URL/_admin/notes"
+printf '%s\n' "$NOTES" | sed 's/},{/},\n{/g; s/^/    | /'
+LAST=$NOTES
+expect '"from":"pg-oncall@example.com"' "the note came From pg-oncall@example.com"
+expect 'alice@example.com assumed incident_admin on pg_oncall-demo/postgres at [0-9T:.-]+Z; reason: PDEMOINC: checkout latency' "the note names who, which role, where, when and why"
+run_sql postgres <<'SQL'
+\x on
+SELECT requests, incidents, incident_requests, notes_enabled, notes_posted, notes_failed, notes_dropped, last_note_error
+  FROM oncall.status();
+SQL
+expect 'notes_posted +\| 1$' "status() counts the note posted"
+
 step "The audit trail: pg_oncall's allow/deny lines in the server log ($DEMO_DIR/server.log)"
 sleep 0.3 # let the last backends' lines reach the log file
 AUDIT=$(grep -E 'pg_oncall: (allow|deny|audit_deny) ' "$DEMO_DIR/server.log" | tail -n 20 || true)
@@ -423,6 +511,11 @@ cat <<EOF
     Connect as bob:
       psql "$(conninfo bob)"
     (or over the Unix socket: psql "host=$DEMO_DIR port=$PORT dbname=postgres user=bob")
+
+    alice may also SET ROLE incident_admin while PDEMOINC is open; resolve it and see her refused
+    (at the next sync, or at once with SELECT oncall.refresh(); as postgres):
+      curl -X POST $FAKE_URL/_admin/incidents/PDEMOINC/resolve
+    Notes her elevations put on it: curl $FAKE_URL/_admin/notes
 
     bob's shift starts at $BOB_START_LOCAL, two minutes after the demo started: connect as bob and run
       SET ROLE prod_admin;

@@ -21,13 +21,17 @@ CREATE OR REPLACE FUNCTION @extschema@.is_on_call(email text, min_escalation_lev
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'is_on_call_wrapper';
 
 CREATE OR REPLACE FUNCTION @extschema@._whoami() RETURNS TABLE ("session_user" text, identity text, on_call boolean,
-                                                     on_call_until timestamptz, assumable_roles text[])
+                                                     on_call_until timestamptz, assumable_roles text[],
+                                                     incident_ids text[])
     STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'whoami_wrapper';
 CREATE OR REPLACE FUNCTION @extschema@.whoami(OUT "session_user" name, OUT identity text, OUT on_call boolean,
-                                   OUT on_call_until timestamptz, OUT assumable_roles name[]) RETURNS record
+                                   OUT on_call_until timestamptz, OUT assumable_roles name[],
+                                   OUT incident_ids text[]) RETURNS record
     STABLE PARALLEL SAFE LANGUAGE sql SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT w."session_user"::name, w.identity, w.on_call, w.on_call_until, w.assumable_roles::name[]
+    AS $$ SELECT w."session_user"::name, w.identity, w.on_call, w.on_call_until, w.assumable_roles::name[], w.incident_ids
             FROM @extschema@._whoami() AS w $$;
+COMMENT ON FUNCTION @extschema@.whoami() IS
+    'Who the gate thinks you are; incident_ids: the open PagerDuty incidents assigned to you (NULL when incidents are not synced or their data is stale).';
 
 -- ---------------------------------------------------------------- the sync (superusers)
 
@@ -42,13 +46,29 @@ CREATE OR REPLACE FUNCTION @extschema@.status(OUT token_configured boolean, OUT 
                                    OUT shifts integer, OUT pages integer, OUT requests integer,
                                    OUT duration_ms double precision, OUT next_attempt_at timestamptz,
                                    OUT syncs_ok bigint, OUT syncs_failed bigint,
-                                   OUT elevation_events_dropped bigint) RETURNS record
+                                   OUT elevation_events_dropped bigint,
+                                   OUT incidents integer, OUT incident_requests integer,
+                                   OUT incidents_last_success_at timestamptz, OUT incidents_stale boolean,
+                                   OUT notes_enabled boolean, OUT notes_posted bigint, OUT notes_failed bigint,
+                                   OUT notes_dropped bigint, OUT last_note_error text) RETURNS record
     STABLE LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$ SELECT s.token_configured, s.last_attempt_at, s.last_success_at, s.last_error,
                  @extschema@._is_stale(s.last_success_at),
                  s.shifts, s.pages, s.requests, s.duration_ms, s.next_attempt_at, s.syncs_ok, s.syncs_failed,
-                 @extschema@._elevation_events_dropped()
-            FROM @extschema@.sync_state AS s $$;
+                 @extschema@._elevation_events_dropped(),
+                 s.incidents, s.incident_requests, s.incidents_last_success_at,
+                 CASE WHEN @extschema@._incidents_synced() THEN @extschema@._is_stale(s.incidents_last_success_at) END,
+                 n.enabled, n.posted, n.failed, n.dropped, n.last_error
+            FROM @extschema@.sync_state AS s, @extschema@._notes_status() AS n $$;
+COMMENT ON FUNCTION @extschema@.status() IS
+    'The sync''s health: requests counts every request of the last sync, incident_requests those for open incidents; incidents_stale is NULL when incidents are not synced; notes_* count notes on incidents since the server started.';
+
+CREATE OR REPLACE FUNCTION @extschema@._incidents_synced() RETURNS boolean
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'incidents_synced_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@._notes_status() RETURNS TABLE (enabled boolean, posted bigint, failed bigint,
+                                                                       dropped bigint, last_error text)
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'notes_status_wrapper';
 
 CREATE OR REPLACE FUNCTION @extschema@._elevation_events_dropped() RETURNS bigint
     VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'elevation_events_dropped_wrapper';
@@ -148,10 +168,14 @@ CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TR
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.shifts
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
--- sync_state.last_success_at is part of the snapshot (it decides whether PagerDuty rows are
--- stale): a DBA's or a restore's change to it reloads too. Only UPDATEs naming it fire, so the
--- worker's bookkeeping of failed syncs does not reload the snapshot.
-CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OF last_success_at OR DELETE OR TRUNCATE ON @extschema@.sync_state
+CREATE OR REPLACE TRIGGER reload_snapshot AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.incidents
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
+-- sync_state.last_success_at and incidents_last_success_at are part of the snapshot (they
+-- decide whether PagerDuty rows and incidents are stale): a DBA's or a restore's change to them
+-- reloads too. Only UPDATEs naming them fire, so the worker's bookkeeping of failed syncs does
+-- not reload the snapshot.
+CREATE OR REPLACE TRIGGER reload_snapshot
+    AFTER INSERT OR UPDATE OF last_success_at, incidents_last_success_at OR DELETE OR TRUNCATE ON @extschema@.sync_state
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._config_changed();
 
 -- ---------------------------------------------------------------- privileges
@@ -160,7 +184,8 @@ REVOKE ALL ON FUNCTION @extschema@._refresh(boolean, bigint), @extschema@.refres
     @extschema@.gate_role(name, text[], text[], int, int, boolean, boolean, interval, boolean), @extschema@.ungate_role(name),
     @extschema@.override(text, interval, text, text), @extschema@._reload_after_commit(),
     @extschema@._config_changed(), @extschema@.status(), @extschema@.stats(), @extschema@._is_stale(timestamptz),
-    @extschema@._snapshot_overflowed(), @extschema@._elevation_events_dropped()
+    @extschema@._snapshot_overflowed(), @extschema@._elevation_events_dropped(), @extschema@._incidents_synced(),
+    @extschema@._notes_status()
     FROM PUBLIC;
 REVOKE ALL ON @extschema@.elevations FROM PUBLIC;
 GRANT SELECT ON @extschema@.elevations TO pg_monitor;

@@ -64,9 +64,30 @@ CREATE TABLE @extschema@.sync_state (
     duration_ms      double precision,
     next_attempt_at  timestamptz,
     syncs_ok         bigint NOT NULL DEFAULT 0,
-    syncs_failed     bigint NOT NULL DEFAULT 0
+    syncs_failed     bigint NOT NULL DEFAULT 0,
+    incidents        integer NOT NULL DEFAULT 0,
+    incident_requests integer NOT NULL DEFAULT 0,
+    incidents_last_success_at timestamptz
 );
 INSERT INTO @extschema@.sync_state DEFAULT VALUES;
+
+-- Open PagerDuty incidents (triggered or acknowledged) with their assignees' emails, replaced
+-- wholesale by each successful incident sync (pg_oncall.sync_incidents); what require_incident
+-- rules and the notes on incidents go by. Not dumped: the next sync fills it again.
+CREATE TABLE @extschema@.incidents (
+    id                   text PRIMARY KEY,
+    incident_number      int,
+    title                text,
+    status               text CHECK (status IN ('triggered', 'acknowledged')),
+    urgency              text,
+    service_id           text,
+    escalation_policy_id text,
+    assignee_emails      text[],
+    created_at           timestamptz,
+    synced_at            timestamptz
+);
+COMMENT ON TABLE @extschema@.incidents IS
+    'Open PagerDuty incidents and their assignees (lower-cased emails), replaced by each successful incident sync.';
 
 -- One row per elevation (a stretch of a session with a gated role current), written by the
 -- worker from what backends queue (never in the user's transaction); read through the view

@@ -54,6 +54,27 @@ SELECT 'error', 'oncall.status()',
        'See last_error in oncall.status(); run SELECT oncall.refresh() once fixed.'
   FROM @extschema@.sync_state WHERE token_configured AND @extschema@._is_stale(last_success_at)
 UNION ALL
+SELECT 'error', format('role %I', g.role_name),
+       'the rule requires an open incident, but pg_oncall.sync_incidents is off: nobody can assume the role',
+       'ALTER SYSTEM SET pg_oncall.sync_incidents = auto; SELECT pg_reload_conf();'
+  FROM @extschema@.gated_roles AS g
+ WHERE g.require_incident AND NOT @extschema@._incidents_synced()
+UNION ALL
+SELECT 'error', 'oncall.status()',
+       format('the last successful incident sync is older than pg_oncall.max_staleness (%s): require_incident rules admit nobody%s',
+              coalesce(s.incidents_last_success_at::text, 'never'),
+              CASE WHEN s.last_error IS NOT NULL THEN format(' (last error: %s)', s.last_error) ELSE '' END),
+       'The sync''s token needs the incidents.read scope besides oncalls.read and users.read; see oncall.status(), then SELECT oncall.refresh().'
+  FROM @extschema@.sync_state AS s
+ WHERE s.token_configured AND @extschema@._incidents_synced() AND @extschema@._is_stale(s.incidents_last_success_at)
+   AND EXISTS (SELECT 1 FROM @extschema@.gated_roles AS g WHERE g.require_incident)
+UNION ALL
+SELECT 'warning', 'pg_oncall.annotate_incidents',
+       format('annotate_incidents is on, but no note can be posted: %s', coalesce(n.last_error, 'the worker has not checked the settings yet')),
+       'Set pg_oncall.pagerduty_write_token_file (a token with incidents.write) and pg_oncall.pagerduty_from_email (a PagerDuty user''s email), then reload.'
+  FROM @extschema@._notes_status() AS n
+ WHERE current_setting('pg_oncall.annotate_incidents', true) = 'on' AND NOT n.enabled
+UNION ALL
 SELECT 'error', 'shared memory',
        'the tables do not fit the shared-memory snapshot: decisions still use the previous one',
        'See the server log for which capacity (pg_oncall.max_shifts, max_identities, max_gated_roles); raise it and restart.'

@@ -105,6 +105,7 @@ fn whoami() -> TableIterator<
         name!(on_call, bool),
         name!(on_call_until, Option<TimestampWithTimeZone>),
         name!(assumable_roles, Vec<String>),
+        name!(incident_ids, Option<Vec<String>>),
     ),
 > {
     let now = time::now();
@@ -133,7 +134,25 @@ fn whoami() -> TableIterator<
         })
         .map(|(_, name, _)| name)
         .collect();
-    TableIterator::once((identity.role_name, identity.email, on_call.allowed, until, assumable))
+    let incidents = decide::session_incidents(identity.email.as_deref(), now);
+    TableIterator::once((identity.role_name, identity.email, on_call.allowed, until, assumable, incidents))
+}
+
+/// Whether the worker syncs open incidents (`pg_oncall.sync_incidents`, and in `auto` whether a
+/// rule needs them), as it decides at each sync.
+#[pg_extern(sql = false)]
+fn incidents_synced() -> bool {
+    snapshot::incidents_wanted()
+}
+
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)] // pgrx reads the column names from the literal tuple
+fn notes_status() -> TableIterator<
+    'static,
+    (name!(enabled, bool), name!(posted, i64), name!(failed, i64), name!(dropped, i64), name!(last_error, Option<String>)),
+> {
+    let (enabled, posted, failed, dropped, last_error) = crate::notes::queue::status();
+    TableIterator::once((enabled, posted as i64, failed as i64, dropped as i64, last_error))
 }
 
 #[pg_extern(sql = false)]

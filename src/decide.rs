@@ -1,10 +1,11 @@
 //! This backend's decisions: the session user's identity and whether it is on call (for
-//! `check_oncall_access()`) or may use a gated role (for the gate), answered from the snapshot
-//! and cached until the snapshot, a setting or a role changes, or the next shift boundary passes.
+//! `check_oncall_access()`) or may use a gated role (for the gate, `require_incident` rules
+//! included), answered from the snapshot and cached until the snapshot, a setting or a role
+//! changes, or the next shift boundary passes; and which open incidents an elevation is about.
 
 use std::cell::RefCell;
 
-use oncall_core::decision::{self, Decision, LevelBounds, Reason, Rule, ShiftView};
+use oncall_core::decision::{self, Decision, IncidentView, LevelBounds, Reason, Rule, ShiftView};
 use oncall_core::membership;
 use pgrx::pg_sys;
 
@@ -110,15 +111,79 @@ fn shift_views<'v>(view: &View<'v>, email: &str) -> Vec<ShiftView<'v>> {
     view.shifts_of(email).iter().map(|s| s.view()).collect()
 }
 
+/// When the incident data stops granting (incidents follow the shifts' staleness rule).
+fn incidents_stale_at(view: &View) -> Option<i64> {
+    decision::stale_at(view.incidents_last_success, guc::max_staleness_us())
+}
+
+fn incident_views<'v>(view: &View<'v>, email: &str) -> Vec<IncidentView<'v>> {
+    view.incidents_of(email).iter().map(|i| i.view()).collect()
+}
+
 /// Decides for `email` under a role's rule, inside the snapshot read.
 pub fn decide_for_role(view: &View, role: &RoleEntry, email: Option<&str>, now: i64) -> Decision {
     let Some(email) = email else { return Decision::deny(Reason::NoIdentity) };
+    let policies = view.ids(role.escalation_policy_ids);
     let rule = Rule {
-        escalation_policy_ids: view.ids(role.escalation_policy_ids),
+        escalation_policy_ids: policies,
         schedule_ids: view.ids(role.schedule_ids),
         levels: level_bounds(role.min_escalation_level, role.max_escalation_level),
     };
-    decision::decide(&shift_views(view, email), &rule, now, stale_at(view))
+    let on_call = decision::decide(&shift_views(view, email), &rule, now, stale_at(view));
+    if !role.require_incident {
+        return on_call;
+    }
+    let admitting = decision::incidents_for_rule(&incident_views(view, email), policies).len();
+    decision::require_incident(on_call, admitting, now, incidents_stale_at(view))
+}
+
+/// The open incidents assigned to `email` (all of them with `rules` empty, else those each rule
+/// admits, see `incidents_for_rule`); `None` when no incident data is fresh (never synced, not
+/// synced, or stale): unknown, not none.
+fn assigned_incidents(view: &View, rules: &[&RoleEntry], email: Option<&str>, now: i64) -> Option<Vec<String>> {
+    incidents_stale_at(view).filter(|&t| now < t)?;
+    let Some(email) = email else { return Some(Vec::new()) };
+    let assigned = incident_views(view, email);
+    let mut ids: Vec<String> = Vec::new();
+    let every_policy: Option<&[snapshot::FixedStr<{ snapshot::ID_LEN }>]> = None;
+    let lists: Vec<_> =
+        if rules.is_empty() { vec![every_policy] } else { rules.iter().map(|r| view.ids(r.escalation_policy_ids)).collect() };
+    for policies in lists {
+        for id in decision::incidents_for_rule(&assigned, policies) {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    Some(ids)
+}
+
+/// The open incidents assigned to the session user (for `whoami()`).
+pub fn session_incidents(email: Option<&str>, now: i64) -> Option<Vec<String>> {
+    snapshot::read(|view| assigned_incidents(view, &[], email, now)).flatten()
+}
+
+/// The open incidents an elevation into `role_oid` by `email` is about: those of the services
+/// whose escalation policies its rules name (every one when a rule names none). Needs a
+/// transaction.
+pub fn elevation_incidents(role_oid: pg_sys::Oid, email: Option<&str>, now: i64) -> Option<Vec<String>> {
+    let name = roles::name_of(role_oid).unwrap_or_default();
+    let inherited = if snapshot::read(|view| view.gated_role(role_oid, &name).is_some()).unwrap_or(false) {
+        Vec::new()
+    } else {
+        inherited_gated_roles(role_oid)
+    };
+    snapshot::read(|view| {
+        let rules: Vec<&RoleEntry> = match view.gated_role(role_oid, &name) {
+            Some(rule) => vec![rule],
+            None => inherited.iter().filter_map(|&g| view.gated_role(g, "")).collect(),
+        };
+        if rules.is_empty() {
+            return None;
+        }
+        assigned_incidents(view, &rules, email, now)
+    })
+    .flatten()
 }
 
 fn decide_any_policy(view: &View, email: Option<&str>, now: i64) -> Decision {

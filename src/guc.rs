@@ -31,6 +31,18 @@ pub enum LogStatements {
     All,
 }
 
+/// Whether the worker syncs open incidents: `auto` when a rule has `require_incident` or
+/// `annotate_incidents` is on (each needs them), else as set.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SyncIncidents {
+    #[name = c"auto"]
+    Auto,
+    #[name = c"on"]
+    On,
+    #[name = c"off"]
+    Off,
+}
+
 /// "No upper bound" for `max_escalation_level`; any value above every real level.
 pub const NO_MAX_LEVEL: i32 = 0;
 
@@ -55,6 +67,12 @@ pub static ELEVATIONS_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(90 *
 pub static WARN_BEFORE_END_S: GucSetting<i32> = GucSetting::<i32>::new(10 * 60);
 pub static REASON: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static ELEVATION_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static SYNC_INCIDENTS: GucSetting<SyncIncidents> = GucSetting::<SyncIncidents>::new(SyncIncidents::Auto);
+pub static MAX_INCIDENT_ASSIGNMENTS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+pub static ANNOTATE_INCIDENTS: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static PAGERDUTY_FROM_EMAIL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static PAGERDUTY_WRITE_TOKEN_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static NOTE_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(256);
 
 /// Bumped whenever a setting that decisions depend on changes, so cached decisions die with it.
 static CONFIG_EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -284,6 +302,58 @@ pub fn register() {
         Postmaster,
         none,
     );
+    GucRegistry::define_enum_guc(
+        c"pg_oncall.sync_incidents",
+        c"Whether each sync also fetches the open PagerDuty incidents: auto (when a rule has require_incident or annotate_incidents is on), on, off.",
+        c"",
+        &SYNC_INCIDENTS,
+        Sighup,
+        none,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oncall.max_incident_assignments",
+        c"Capacity of the shared-memory snapshot in incident assignments (open incidents times their assignees).",
+        c"",
+        &MAX_INCIDENT_ASSIGNMENTS,
+        16,
+        1_000_000,
+        Postmaster,
+        none,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oncall.annotate_incidents",
+        c"Each new elevation of a user with open incidents puts a note on each of them.",
+        c"Needs pg_oncall.pagerduty_write_token_file and pg_oncall.pagerduty_from_email.",
+        &ANNOTATE_INCIDENTS,
+        Sighup,
+        none,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oncall.pagerduty_from_email",
+        c"Email of the PagerDuty user notes on incidents are posted as (the From header).",
+        c"",
+        &PAGERDUTY_FROM_EMAIL,
+        Sighup,
+        none,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oncall.pagerduty_write_token_file",
+        c"File holding a PagerDuty token with incidents.write, used only to post notes on incidents; re-read on reload.",
+        c"Should be owned by the server's OS user, mode 0600. The sync's token stays read-only.",
+        &PAGERDUTY_WRITE_TOKEN_FILE,
+        Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oncall.note_queue_size",
+        c"Notes on incidents waiting to be posted; when full, the oldest is dropped and counted.",
+        c"",
+        &NOTE_QUEUE_SIZE,
+        16,
+        100_000,
+        Postmaster,
+        none,
+    );
     // SAFETY: called from _PG_init in the postmaster, after our variables are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pg_oncall".as_ptr()) };
 }
@@ -302,6 +372,23 @@ pub fn api_url() -> String {
 
 pub fn token_file() -> String {
     string_of(&PAGERDUTY_TOKEN_FILE)
+}
+
+pub fn write_token_file() -> String {
+    string_of(&PAGERDUTY_WRITE_TOKEN_FILE)
+}
+
+pub fn from_email() -> String {
+    string_of(&PAGERDUTY_FROM_EMAIL).trim().to_owned()
+}
+
+/// Whether open incidents are synced, given whether some rule has `require_incident`.
+pub fn incidents_wanted(a_rule_requires_them: bool) -> bool {
+    match SYNC_INCIDENTS.get() {
+        SyncIncidents::On => true,
+        SyncIncidents::Off => false,
+        SyncIncidents::Auto => a_rule_requires_them || ANNOTATE_INCIDENTS.get(),
+    }
 }
 
 pub fn email_domain() -> String {

@@ -1,8 +1,9 @@
 //! pg_oncall: privileged PostgreSQL roles only while you are on call in PagerDuty.
 //! The data flow, one module per stage: PagerDuty → `sync` (worker) → tables → `snapshot`
 //! (shared memory) → `decide` (this backend's decisions) → `gate` (hooks) and `api` (SQL
-//! functions); `gate` → `elevations` (queue) → worker → `oncall.elevation_records`. `pg` wraps
-//! the PostgreSQL interfaces several stages use; `guc` the settings.
+//! functions); `gate` → `elevations` (queue) → worker → `oncall.elevation_records`, and `gate` →
+//! `notes` (queue) → worker → notes on PagerDuty incidents. `pg` wraps the PostgreSQL interfaces
+//! several stages use; `guc` the settings.
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
@@ -12,6 +13,7 @@ mod decide;
 mod elevations;
 mod gate;
 mod guc;
+mod notes;
 mod pg;
 mod snapshot;
 mod sync;
@@ -23,9 +25,14 @@ pgrx::extension_sql_file!("../sql/api.sql", name = "api", finalize);
 pgrx::extension_sql_file!("../sql/doctor.sql", name = "doctor", requires = ["api"]);
 
 /// Every shared segment: the snapshot, the worker's wake-ups, the gate's counters, the
-/// elevations on their way to the table.
-static SEGMENTS: [&pg::shmem::Segment; 4] =
-    [&snapshot::SEGMENT, &sync::signal::SEGMENT, &gate::stats::SEGMENT, &elevations::queue::SEGMENT];
+/// elevations on their way to the table, the notes on their way to PagerDuty.
+static SEGMENTS: [&pg::shmem::Segment; 5] = [
+    &snapshot::SEGMENT,
+    &sync::signal::SEGMENT,
+    &gate::stats::SEGMENT,
+    &elevations::queue::SEGMENT,
+    &notes::queue::SEGMENT,
+];
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -8,6 +8,8 @@
 #   - the snapshot reload after a table change (a manual shift inserted or deleted, 10,000 shifts
 #     loaded) until decisions reflect it;
 #   - the sync worker's peak RSS (VmHWM) and the shared memory of the snapshot;
+#   - the incident sync's extra requests: one sync with 250 open incidents besides the 10,000
+#     shifts (pg_oncall.sync_incidents = on for that sync only; target: 3 more requests);
 #   - decision time with 10,000 shifts loaded vs 10 (target ≤ 1.2): oncall.is_on_call() per row
 #     of generate_series(1,200000), net of the same query without the call (backend CPU time,
 #     see timed_psql in bench/lib.sh).
@@ -133,6 +135,31 @@ record "sync: refresh() start -> decisions reflect it" "median $(fmt "$(big | aw
 record "snapshot reload after a table change (10k loaded)" "median $(fmt "$(median <<<"$reload_lines")") ms ($(spread <<<"$reload_lines") ms, 6 changes)" "-" "<= 1000 ms (DESIGN)" "$(check "$(median <<<"$reload_lines")" '<=' 1000)"
 record "sync worker peak RSS (VmHWM)" "$((HWM_AFTER / 1024)) MB after the syncs ($((HWM_BEFORE / 1024)) MB before; RssAnon now $((RSS_ANON / 1024)) MB)" "-" "-" "info"
 record "snapshot shared memory (pg_shmem_allocations)" "$(awk -v a="$shm_alloc" 'BEGIN { printf "%.2f MB", a / 1048576 }') ($caps; $loaded rows in oncall.shifts)" "-" "-" "info"
+
+# The incident sync's extra requests: 250 open incidents (one assignee each), synced with the
+# 10,000 shifts; then back to no incidents and sync_incidents = auto (no rule needs them).
+incidents_json() {
+    local i
+    printf '['
+    for ((i = 1; i <= $1; i++)); do
+        [ "$i" -eq 1 ] || printf ','
+        printf '{"id":"PBINC%04d","service_id":"PBSVC%03d","escalation_policy_id":"BP%03d","assignees":["u%04d@example.com"]}' \
+            "$i" "$((i % 200 + 1))" "$((i % 200 + 1))" "$((i * 7 % 2000))"
+    done
+    printf ']'
+}
+incidents_json 250 | curl -fsS --max-time 30 -X PUT --data-binary @- "$FAKE_URL/_admin/incidents" >/dev/null ||
+    die "cannot PUT the incidents to the fake"
+q main postgres "ALTER SYSTEM SET pg_oncall.sync_incidents = on" >/dev/null
+q main postgres "SELECT pg_reload_conf()" >/dev/null
+q main postgres "SELECT oncall.refresh(true, '60s')" >/dev/null
+read -r inc_requests inc_incident_requests inc_incidents inc_shifts inc_duration < <(
+    q main postgres "SELECT requests, incident_requests, incidents, shifts, duration_ms FROM oncall.status()" | tr '|' ' ')
+q main postgres "ALTER SYSTEM RESET pg_oncall.sync_incidents" >/dev/null
+q main postgres "SELECT pg_reload_conf()" >/dev/null
+echo '[]' | curl -fsS --max-time 30 -X PUT --data-binary @- "$FAKE_URL/_admin/incidents" >/dev/null || true
+[ "${inc_incidents:-}" = 250 ] || die "the incident sync stored ${inc_incidents:-no} incidents, not 250"
+record "sync with 250 open incidents: requests per sync" "$inc_requests requests ($inc_incident_requests for incidents), $inc_shifts shifts, $inc_incidents incidents, $(fmt "$inc_duration") ms" "-" "<= 104 requests (101 + 3)" "$(check "$inc_requests" '<=' 104)"
 
 net_per_call() { # round state → ns per call
     local dec base

@@ -1,5 +1,6 @@
-//! The text of pg_oncall's audit lines: `pg_oncall: <word> key=value ...`, with values quoted
-//! and escaped so that no role name, email, reason or statement can forge a field or a line.
+//! The text of pg_oncall's audit records: log lines `pg_oncall: <word> key=value ...`, with
+//! values quoted and escaped so that no role name, email, reason or statement can forge a field
+//! or a line; and the note an elevation puts on the user's PagerDuty incidents.
 
 /// One audit line from its decision word and its fields, in order.
 pub fn line(word: &str, fields: &[(&str, &str)]) -> String {
@@ -46,6 +47,20 @@ pub fn truncate(text: &str, max_bytes: usize) -> (&str, bool) {
         end -= 1;
     }
     (&text[..end], true)
+}
+
+/// The note an elevation puts on each of the user's open incidents (DESIGN.md, "Notes on the
+/// incident"): `alice@example.com assumed prod_admin on <cluster>/<database> at <time>; reason:
+/// …`. The time is `at_us` (µs since 1970) in UTC to the millisecond, RFC 3339, so that readers
+/// in every time zone agree and two elevations of one user within a second still differ (the
+/// worker recognises a note it may already have posted by its text). Without a reason:
+/// `reason: none given`.
+pub fn incident_note(identity: &str, role: &str, cluster: &str, database: &str, at_us: i64, reason: Option<&str>) -> String {
+    let at = chrono::DateTime::from_timestamp_micros(at_us)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| "an unknown time".into());
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty()).unwrap_or("none given");
+    format!("{identity} assumed {role} on {cluster}/{database} at {at}; reason: {reason}")
 }
 
 #[cfg(test)]
@@ -109,5 +124,16 @@ mod tests {
         assert_eq!(truncate("abc", 5), ("abc", false));
         assert_eq!(truncate("abcdef", 3), ("abc", true));
         assert_eq!(truncate("aé", 2), ("a", true));
+    }
+
+    #[test]
+    fn incident_note_text() {
+        let at = 1_796_120_103_123_456; // 2026-12-01T10:15:03.123456Z
+        assert_eq!(
+            incident_note("alice@example.com", "prod_admin", "main", "shop", at, Some("INC-1234: disk full on db-3")),
+            "alice@example.com assumed prod_admin on main/shop at 2026-12-01T10:15:03.123Z; reason: INC-1234: disk full on db-3"
+        );
+        assert!(incident_note("a@x", "r", "c", "d", at, None).ends_with("; reason: none given"));
+        assert!(incident_note("a@x", "r", "c", "d", at, Some("  ")).ends_with("; reason: none given"));
     }
 }

@@ -1,6 +1,8 @@
-//! Access decisions: which PagerDuty identity a PostgreSQL role stands for, and whether that
-//! identity is on call now under a gate rule, until when, and until when that answer holds.
-//! Pure functions over borrowed shift data; times are `i64` microseconds on any one epoch.
+//! Access decisions: which PagerDuty identity a PostgreSQL role stands for, whether that
+//! identity is on call now under a gate rule (and, for `require_incident` rules, assigned to an
+//! open incident), until when, and until when that answer holds.
+//! Pure functions over borrowed shift and incident data; times are `i64` microseconds on any one
+//! epoch.
 
 use std::borrow::Cow;
 
@@ -77,6 +79,11 @@ pub enum Reason {
     NoReasonGiven,
     /// The elevation reached the rule's `max_duration` (decided by the gate, not here).
     TimeLimit,
+    /// A `require_incident` rule, on call, but no open incident assigned that the rule admits.
+    NoIncident,
+    /// A `require_incident` rule, on call, but the last successful incident sync is older than
+    /// `max_staleness` (or there was none): incidents grant nothing.
+    IncidentsStale,
 }
 
 impl Reason {
@@ -91,6 +98,8 @@ impl Reason {
             Reason::NotLoaded => "snapshot not loaded",
             Reason::NoReasonGiven => "no reason given",
             Reason::TimeLimit => "time limit reached",
+            Reason::NoIncident => "no open incident assigned",
+            Reason::IncidentsStale => "incident data stale",
         }
     }
 }
@@ -283,6 +292,55 @@ fn stretch_end<S: AsRef<str>>(shifts: &[ShiftView], rule: &Rule<S>, now: i64, st
         }
     }
     Until::At(end)
+}
+
+/// An open (triggered or acknowledged) incident assigned to the identity being decided,
+/// borrowed from wherever incidents are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct IncidentView<'a> {
+    pub id: &'a str,
+    /// The escalation policy of the incident's service; `None` when PagerDuty sent none.
+    pub escalation_policy_id: Option<&'a str>,
+}
+
+/// The ids of the incidents among `assigned` that count for a rule naming `policies`: every one
+/// when the rule names none (`None`), else those of a service whose escalation policy it names
+/// (an incident without a policy matches no list). Deduplicated, in `assigned`'s order.
+pub fn incidents_for_rule<'a, S: AsRef<str>>(assigned: &[IncidentView<'a>], policies: Option<&[S]>) -> Vec<&'a str> {
+    let mut ids: Vec<&'a str> = Vec::new();
+    for incident in assigned {
+        let admitted = match policies {
+            None => true,
+            Some(list) => incident.escalation_policy_id.is_some_and(|p| list.iter().any(|a| a.as_ref() == p)),
+        };
+        if admitted && !ids.contains(&incident.id) {
+            ids.push(incident.id);
+        }
+    }
+    ids
+}
+
+/// A `require_incident` rule on top of the on-call decision under it: being on call is not
+/// enough, the identity must also be assigned to `admitting` (> 0) open incidents the rule
+/// admits (see [`incidents_for_rule`]), and the incident data must be fresh
+/// (`incidents_stale_at`, from [`stale_at`] of the last successful incident sync).
+///
+/// A refusal says which condition failed: the on-call one first, then stale incident data, then
+/// no incident. An incident is resolved only by a later sync (a new snapshot), so the answer
+/// holds until the on-call answer changes or the incident data goes stale.
+pub fn require_incident(on_call: Decision, admitting: usize, now: i64, incidents_stale_at: Option<i64>) -> Decision {
+    if !on_call.allowed {
+        return on_call;
+    }
+    let fresh_until = incidents_stale_at.filter(|&t| t > now);
+    let valid_until = earliest(on_call.valid_until, fresh_until);
+    if fresh_until.is_none() {
+        return Decision { allowed: false, reason: Reason::IncidentsStale, until: None, valid_until: on_call.valid_until, lapses_at: None };
+    }
+    if admitting == 0 {
+        return Decision { allowed: false, reason: Reason::NoIncident, until: None, valid_until, lapses_at: None };
+    }
+    Decision { valid_until, lapses_at: earliest(on_call.lapses_at, fresh_until), ..on_call }
 }
 
 #[cfg(test)]
@@ -503,5 +561,63 @@ mod tests {
         let policies = ["P1"];
         let rule = Rule { escalation_policy_ids: Some(&policies[..]), schedule_ids: None, levels: levels() };
         assert_eq!(decide(&shifts, &rule, NOW, Some(NOW - S)).reason, Reason::Stale);
+    }
+
+    fn assigned(id: &'static str, policy: Option<&'static str>) -> IncidentView<'static> {
+        IncidentView { id, escalation_policy_id: policy }
+    }
+
+    #[test]
+    fn incidents_count_for_a_rule_only_of_the_policies_it_names() {
+        let incidents = [assigned("PINC1", Some("P1")), assigned("PINC2", Some("P2")), assigned("PINC3", None), assigned("PINC1", Some("P1"))];
+        let none: Option<&[&str]> = None;
+        assert_eq!(incidents_for_rule(&incidents, none), ["PINC1", "PINC2", "PINC3"], "no policies named: every incident, once");
+        assert_eq!(incidents_for_rule(&incidents, Some(&["P2", "P9"][..])), ["PINC2"]);
+        assert_eq!(incidents_for_rule(&incidents, Some(&["P9"][..])), Vec::<&str>::new());
+        let empty: [&str; 0] = [];
+        assert_eq!(incidents_for_rule(&incidents, Some(&empty[..])), Vec::<&str>::new(), "an empty list admits nothing");
+        assert_eq!(incidents_for_rule(&[], none), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn require_incident_needs_on_call_an_incident_and_fresh_incident_data() {
+        let on_call = decide(&[pd("P1", 1, Some(NOW - H), Some(NOW + 2 * H))], &any(), NOW, Some(NOW + 3 * H));
+        assert!(on_call.allowed);
+        let incidents_fresh = Some(NOW + H);
+
+        let d = require_incident(on_call, 1, NOW, incidents_fresh);
+        assert!(d.allowed);
+        assert_eq!(d.until, Some(Until::At(NOW + 2 * H)), "the on-call stretch still says when the shift ends");
+        assert_eq!(d.valid_until, Some(NOW + H), "the answer expires when the incident data goes stale");
+        assert_eq!(d.lapses_at, Some(NOW + H), "access lapses with the incident data");
+
+        let d = require_incident(on_call, 0, NOW, incidents_fresh);
+        assert_eq!((d.allowed, d.reason, d.reason.text()), (false, Reason::NoIncident, "no open incident assigned"));
+        assert_eq!(d.valid_until, Some(NOW + H), "turns into a stale-data refusal then");
+
+        for stale in [None, Some(NOW), Some(NOW - S)] {
+            let d = require_incident(on_call, 1, NOW, stale);
+            assert_eq!((d.allowed, d.reason), (false, Reason::IncidentsStale), "{stale:?}");
+        }
+    }
+
+    #[test]
+    fn require_incident_reports_the_on_call_refusal_first() {
+        let not_on_call = decide(&[pd("P1", 1, Some(NOW + H), Some(NOW + 2 * H))], &any(), NOW, fresh());
+        let d = require_incident(not_on_call, 1, NOW, fresh());
+        assert_eq!(d, not_on_call, "not on call: that is the reason, whatever the incidents");
+        let stale = decide(&[pd("P1", 1, None, None)], &any(), NOW, Some(NOW - S));
+        assert_eq!(require_incident(stale, 0, NOW, None).reason, Reason::Stale);
+    }
+
+    #[test]
+    fn a_manual_override_still_needs_an_incident() {
+        let overridden = decide(&[manual(Some(NOW - S), Some(NOW + H))], &any(), NOW, None);
+        assert!(overridden.allowed, "on call by the override");
+        assert_eq!(require_incident(overridden, 0, NOW, fresh()).reason, Reason::NoIncident);
+        assert_eq!(require_incident(overridden, 1, NOW, None).reason, Reason::IncidentsStale, "PagerDuty down: no incident is known");
+        let d = require_incident(overridden, 1, NOW, Some(NOW + 2 * H));
+        assert!(d.allowed);
+        assert_eq!(d.lapses_at, Some(NOW + H), "the override ends before the incident data goes stale");
     }
 }

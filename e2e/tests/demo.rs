@@ -1,8 +1,10 @@
 //! `make demo` end to end: runs `scripts/demo.sh` (as `make demo` does after `make install`),
 //! checks what it shows (bob refused with 42501, alice's `current_user` = prod_admin, carol
-//! refused, the RLS rows for alice and none for bob, the connect and stop commands), connects to
-//! the cluster it leaves running, then stops it with `scripts/demo-stop.sh` (twice: it must be
-//! idempotent) and checks that the cluster and the fake PagerDuty are gone.
+//! refused, the RLS rows for alice and none for bob, alice assuming incident_admin with her
+//! incident and bob refused without one, the note on the incident, the connect and stop
+//! commands), connects to the cluster it leaves running, then stops it with
+//! `scripts/demo-stop.sh` (twice: it must be idempotent) and checks that the cluster and the
+//! fake PagerDuty are gone.
 //!
 //! The demo runs in its own directory under /tmp (`PG_ONCALL_DEMO_DIR`), so a developer's own
 //! `make demo` in `<repo>/.demo` keeps running. `DEMO_SKIP_BUILD=1`: the fake PagerDuty binary
@@ -189,6 +191,21 @@ fn make_demo_runs_and_stops() {
     assert!(has_row(whoami, &["on_call", "f"]), "{whoami}");
     let doctor = section(stdout, "oncall.doctor()");
     assert!(doctor.contains("(0 rows)"), "doctor is clean for the demo's setup:\n{doctor}");
+    // Incidents: alice, assigned, assumes incident_admin with a reason; bob, on call without an
+    // incident, is refused; the note on the incident as the fake PagerDuty received it.
+    let assigned = section(stdout, "alice is on call and assigned to PDEMOINC");
+    assert!(!assigned.contains("ERROR"), "{assigned}");
+    assert!(has_row(assigned, &["incident_admin", "alice"]), "alice's current_user is incident_admin:\n{assigned}");
+    assert!(has_row(assigned, &["{PDEMOINC}"]), "whoami() names the incident:\n{assigned}");
+    let unassigned = section(stdout, "no incident is assigned to him");
+    assert!(unassigned.contains(r#"ERROR:  pg_oncall: permission denied to set role "incident_admin" for bob"#), "{unassigned}");
+    assert!(unassigned.contains("requires an open PagerDuty incident"), "{unassigned}");
+    assert!(unassigned.contains("SQLSTATE 42501"), "{unassigned}");
+    let note = section(stdout, "The note alice's elevation put on PDEMOINC");
+    assert!(note.contains(r#""from":"pg-oncall@example.com""#), "{note}");
+    assert!(note.contains("alice@example.com assumed incident_admin on pg_oncall-demo/postgres at "), "{note}");
+    assert!(note.contains("; reason: PDEMOINC: checkout latency p99 > 2s"), "{note}");
+    assert!(has_row(note, &["notes_posted", "1"]), "{note}");
     let audit = section(stdout, "audit trail");
     assert!(audit.contains("pg_oncall: deny role=prod_admin session_user=bob"), "{audit}");
     assert!(audit.contains("pg_oncall: allow role=prod_admin session_user=alice"), "{audit}");

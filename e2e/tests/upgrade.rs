@@ -51,7 +51,9 @@ const TABLES: [&str; 4] = [
              g.gate_login)::text FROM oncall.gated_roles AS g ORDER BY 1",
     "SELECT i::text FROM oncall.identities AS i ORDER BY 1",
     "SELECT s::text FROM oncall.shifts AS s ORDER BY 1",
-    "SELECT s::text FROM oncall.sync_state AS s ORDER BY 1",
+    "SELECT (s.singleton, s.token_configured, s.last_attempt_at, s.last_success_at, s.last_error, s.shifts, s.pages,
+             s.requests, s.duration_ms, s.next_attempt_at, s.syncs_ok, s.syncs_failed)::text
+       FROM oncall.sync_state AS s ORDER BY 1",
 ];
 
 fn fill(admin: &mut Client) {
@@ -126,6 +128,8 @@ fn every_release_upgrades_keeping_every_row_to_the_fresh_schema() {
         assert_eq!(after, before, "{old}: every row is kept");
         let added = rows(&mut admin, "SELECT (g.require_reason, g.max_duration, g.require_incident)::text FROM oncall.gated_roles AS g");
         assert!(added.iter().all(|r| r == "(f,,f)"), "{old}: rules gain the elevation limits' defaults: {added:?}");
+        let added = rows(&mut admin, "SELECT (s.incidents, s.incident_requests, s.incidents_last_success_at)::text FROM oncall.sync_state AS s");
+        assert_eq!(added, ["(0,0,)"], "{old}: the sync's health gains the incident sync's, never run");
         assert!(may_switch(&cluster, "alice"), "{old}: the gate allows after the update");
         assert!(!may_switch_now(&cluster, "bob"), "{old}: the gate refuses after the update");
         let upgraded = schema(&cluster);

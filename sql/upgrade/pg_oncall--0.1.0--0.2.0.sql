@@ -35,3 +35,27 @@ COMMENT ON TABLE @extschema@.elevation_records IS
     'Elevations recorded by the pg_oncall worker; read them through oncall.elevations.';
 REVOKE ALL ON @extschema@.elevation_records FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.elevation_records', '');
+
+-- Incidents: open incidents for require_incident rules and notes, and their sync's health.
+ALTER TABLE @extschema@.sync_state
+    ADD COLUMN incidents integer NOT NULL DEFAULT 0,
+    ADD COLUMN incident_requests integer NOT NULL DEFAULT 0,
+    ADD COLUMN incidents_last_success_at timestamptz;
+CREATE TABLE @extschema@.incidents (
+    id                   text PRIMARY KEY,
+    incident_number      int,
+    title                text,
+    status               text CHECK (status IN ('triggered', 'acknowledged')),
+    urgency              text,
+    service_id           text,
+    escalation_policy_id text,
+    assignee_emails      text[],
+    created_at           timestamptz,
+    synced_at            timestamptz
+);
+COMMENT ON TABLE @extschema@.incidents IS
+    'Open PagerDuty incidents and their assignees (lower-cased emails), replaced by each successful incident sync.';
+REVOKE ALL ON @extschema@.incidents FROM PUBLIC;
+-- whoami() gains incident_ids.
+DROP FUNCTION @extschema@.whoami();
+DROP FUNCTION @extschema@._whoami();

@@ -13,6 +13,7 @@ pub enum EndReason {
     SessionEnd,
     ShiftEnd,
     MaxDuration,
+    /// A `require_incident` rule: the user's last incident it admits was resolved (or reassigned).
     Refused,
 }
 

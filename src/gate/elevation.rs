@@ -1,7 +1,8 @@
 //! This session's elevations: each stretch with a gated role current, from the allowed switch
 //! to the role changing again, the session ending, or the refusal that ends it. Its start and
-//! end go to the worker's queue (never the user's transaction); each statement it runs is
-//! counted and logged; its time limit is enforced and its end announced.
+//! end go to the worker's queue (never the user's transaction), with the open incidents it is
+//! about, and its start to a note on each of them (`pg_oncall.annotate_incidents`); each
+//! statement it runs is counted and logged; its time limit is enforced and its end announced.
 //!
 //! The role's own assign hook tells us when the current role changes (also on transaction
 //! abort, at the end of SET LOCAL and when a function's SET clause returns). A function with
@@ -11,7 +12,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use oncall_core::audit::{line, truncate};
+use oncall_core::audit::{incident_note, line, truncate};
 use oncall_core::decision::{Decision, Reason, Until};
 use pgrx::{pg_sys, PgSqlErrorCode};
 
@@ -19,9 +20,10 @@ use super::audit;
 use super::messages;
 use super::stats::Route;
 use crate::decide::Identity;
-use crate::elevations::queue::{self, Event};
+use crate::elevations::queue::{self, Event, INCIDENTS_LEN};
 use crate::elevations::EndReason;
 use crate::guc::{self, LogStatements};
+use crate::notes::queue::{self as notes, Note};
 use crate::pg::shmem::FixedStr;
 use crate::pg::{backend, hooks, roles, time};
 
@@ -54,6 +56,8 @@ struct Elevation {
     identity: Identity,
     /// When the rule's max_duration ends it.
     deadline: Option<i64>,
+    /// The open incidents it is about; `None` when no incident data is fresh.
+    incidents: Option<Vec<String>>,
     statements: u64,
     warned: bool,
 }
@@ -62,6 +66,7 @@ struct Elevation {
 struct Pending {
     elevation: Elevation,
     start: Event,
+    notes: Vec<Note>,
 }
 
 struct Ended {
@@ -164,6 +169,34 @@ fn queue_ended_of_other_statements() {
     }
 }
 
+/// As many whole ids as fit in `max` bytes, comma-separated (a cut id would name another).
+fn joined_ids(ids: &[String], max: usize) -> String {
+    let mut out = String::new();
+    for id in ids.iter().filter(|id| !id.contains(',')) {
+        if out.len() + usize::from(!out.is_empty()) + id.len() > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(id);
+    }
+    out
+}
+
+/// The notes a new elevation puts on its incidents (none unless `annotate_incidents` is on).
+/// Needs a transaction.
+fn incident_notes(elevation: &Elevation, started_at: i64, reason: Option<&str>) -> Vec<Note> {
+    let (Some(email), Some(ids)) = (&elevation.identity.email, &elevation.incidents) else { return Vec::new() };
+    if !guc::ANNOTATE_INCIDENTS.get() || ids.is_empty() {
+        return Vec::new();
+    }
+    let database = backend::database().unwrap_or_default();
+    let content = incident_note(email, &elevation.role_name, &backend::cluster_name(), &database, started_at, reason);
+    let content = FixedStr::truncated(Some(&content));
+    ids.iter().map(|id| Note { elevation: elevation.id, incident_id: FixedStr::truncated(Some(id)), content }).collect()
+}
+
 fn start_event(elevation: &Elevation, started_at: i64) -> Event {
     let mut event = Event::start(elevation.id, started_at, backend::pid());
     event.session_user = FixedStr::truncated(Some(&elevation.identity.role_name));
@@ -174,6 +207,7 @@ fn start_event(elevation: &Elevation, started_at: i64) -> Event {
     event.client_addr = FixedStr::truncated(backend::client_addr().as_deref());
     event.application_name = FixedStr::truncated(backend::application_name().as_deref());
     event.reason = FixedStr::truncated(guc::reason().as_deref());
+    event.incident_ids = FixedStr::truncated(elevation.incidents.as_deref().map(|ids| joined_ids(ids, INCIDENTS_LEN)).as_deref());
     event
 }
 
@@ -190,12 +224,14 @@ pub fn switch_allowed(role: pg_sys::Oid, role_name: &str, route: Route, identity
         route,
         identity: identity.clone(),
         deadline: max_duration.map(|d| now.saturating_add(d)),
+        incidents: crate::decide::elevation_incidents(role, identity.email.as_deref(), now),
         statements: 0,
         warned: false,
     };
     let start = start_event(&elevation, now);
+    let notes = incident_notes(&elevation, now, guc::reason().as_deref());
     let id = elevation.id;
-    PENDING.set(Some(Pending { elevation, start }));
+    PENDING.set(Some(Pending { elevation, start, notes }));
     id
 }
 
@@ -237,12 +273,13 @@ pub fn role_assigned() {
             return;
         }
     }
-    if let Some(Pending { elevation, start }) = pending {
+    if let Some(Pending { elevation, start, notes: incident_notes }) = pending {
         LAST_ROUTE.with_borrow_mut(|routes| {
             routes.retain(|(r, _)| *r != role);
             routes.push((role, elevation.route));
         });
         record(&start);
+        notes::push(&incident_notes);
         CURRENT.set(Some(elevation));
     }
     // Otherwise the next statement starts an elevation, once it can read the catalog.
@@ -326,10 +363,12 @@ pub fn statement(
             route: route.unwrap_or(Route::SetRole),
             identity: identity.clone(),
             deadline: max_duration.map(|d| now.saturating_add(d)),
+            incidents: crate::decide::elevation_incidents(role, identity.email.as_deref(), now),
             statements: 0,
             warned: false,
         };
         record(&start_event(&elevation, now));
+        notes::push(&incident_notes(&elevation, now, guc::reason().as_deref()));
         CURRENT.set(Some(elevation));
     }
     let warning = CURRENT.with_borrow_mut(|current| {
@@ -397,7 +436,7 @@ fn arm(elevation: &Elevation, at: i64) {
         messages::detail(oncall_core::decision::Reason::TimeLimit, &elevation.role_name, &elevation.identity)
     } else {
         format!(
-            "{} It ended while this statement ran (the shift ended, or the on-call data went stale).",
+            "{} It ended while this statement ran (the shift ended, or the on-call or incident data went stale).",
             messages::detail(Reason::NotOnCall, &elevation.role_name, &elevation.identity)
         )
     };

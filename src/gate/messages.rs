@@ -24,6 +24,12 @@ pub fn detail(reason: Reason, role: &str, identity: &Identity) -> String {
         Reason::NotLoaded => "pg_oncall has not loaded its snapshot yet.".into(),
         Reason::NoReasonGiven => format!("The rule for role \"{role}\" requires a reason for each elevation, and pg_oncall.reason is empty."),
         Reason::TimeLimit => format!("The elevation reached the time limit (max_duration) of the rule for role \"{role}\"."),
+        Reason::NoIncident => format!(
+            "{who} is on call, but the rule for role \"{role}\" also requires an open PagerDuty incident assigned to {who} (of a service in an escalation policy the rule names, when it names any), and there is none."
+        ),
+        Reason::IncidentsStale => format!(
+            "The rule for role \"{role}\" requires an open PagerDuty incident, and the incident data is stale: the last successful incident sync is older than pg_oncall.max_staleness (or there was none), so incidents grant nothing."
+        ),
         Reason::NotOnCall | Reason::OnCall => format!("{who} is not on call in PagerDuty now."),
     }
 }
@@ -34,6 +40,9 @@ pub fn switch_refused(role: &str, identity: &Identity) -> String {
 
 pub const SWITCH_HINT: &str =
     "Access is granted automatically while you are on call. In an emergency a superuser can grant it with oncall.override().";
+
+/// For a rule with `require_incident`: an override makes someone on call, not assigned.
+pub const INCIDENT_HINT: &str = "The role is for responding to an incident: it opens once PagerDuty assigns you an open incident (within one sync, see oncall.status()). In an emergency without one, a superuser can change the rule (oncall.gate_role(..., require_incident => false)).";
 
 pub fn reason_hint(role: &str) -> String {
     format!("Say why first: SET pg_oncall.reason = 'INC-1234: what you are about to do'; then SET ROLE {role}.")

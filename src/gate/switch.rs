@@ -102,6 +102,7 @@ fn decide_switch(role_oid: pg_sys::Oid, role: &str, route: impl FnOnce() -> Rout
     }
     let hint = match decision.reason {
         Reason::NoReasonGiven => messages::reason_hint(role),
+        Reason::NoIncident | Reason::IncidentsStale => messages::INCIDENT_HINT.into(),
         _ => messages::SWITCH_HINT.into(),
     };
     Err((messages::switch_refused(role, &identity), messages::detail(decision.reason, role, &identity), hint))

@@ -1,5 +1,6 @@
 //! What this backend serves: the login's user name (for the login gate), and for elevation
-//! records its database, pid, client address and application name.
+//! records and notes its database, pid, client address, application name, and the cluster's
+//! name.
 
 use std::ffi::CStr;
 
@@ -57,4 +58,24 @@ pub fn application_name() -> Option<String> {
     let name = unsafe { pg_sys::application_name };
     // SAFETY: as above.
     (!name.is_null()).then(|| unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
+}
+
+/// What names this cluster in a note on an incident: `cluster_name`, else `host:port`.
+pub fn cluster_name() -> String {
+    // SAFETY: reads a core setting's current value (NULL if missing), copied at once.
+    let name = unsafe {
+        let value = pg_sys::GetConfigOption(c"cluster_name".as_ptr(), true, false);
+        (!value.is_null()).then(|| CStr::from_ptr(value).to_string_lossy().into_owned())
+    };
+    if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
+        return name;
+    }
+    let mut host = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len() - 1) } == 0;
+    let host =
+        CStr::from_bytes_until_nul(&host).ok().filter(|_| ok).map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    // SAFETY: reads the postmaster's port setting, fixed at start.
+    let port = unsafe { pg_sys::PostPortNumber };
+    format!("{}:{port}", if host.is_empty() { "localhost" } else { &host })
 }

@@ -7,12 +7,13 @@ use std::io::Write;
 use oncall_core::decision::Source;
 use pgrx::pg_sys;
 
-use super::{FixedStr, IdRange, IdentityEntry, RoleEntry, ShiftEntry, Snapshot};
+use super::{FixedStr, IdRange, IdentityEntry, IncidentEntry, RoleEntry, ShiftEntry, Snapshot};
 
 /// Relative to the data directory, the server's working directory.
 pub const PATH: &str = "pg_oncall.snapshot";
-/// The format written; `PGONCAL1` (0.1.0, before rules had elevation limits) is still read,
-/// so that a server upgraded to this library enforces its last snapshot from the first start.
+/// The format written; `PGONCAL1` (0.1.0, before rules had elevation limits and before
+/// incidents) is still read, so that a server upgraded to this library enforces its last
+/// snapshot from the first start.
 const MAGIC: &[u8; 8] = b"PGONCAL2";
 const MAGIC_V1: &[u8; 8] = b"PGONCAL1";
 
@@ -144,6 +145,13 @@ pub fn encode(snap: &Snapshot) -> Vec<u8> {
         w.opt_i64(s.ends_at);
         w.0.push(matches!(s.source, Source::Manual) as u8);
     }
+    w.opt_i64(snap.incidents_last_success);
+    w.u32(snap.incidents.len() as u32);
+    for i in &snap.incidents {
+        w.str(&i.email);
+        w.str(&i.id);
+        w.str(&i.escalation_policy_id);
+    }
     let sum = checksum(&w.0);
     w.0.extend_from_slice(&sum.to_le_bytes());
     w.0
@@ -194,6 +202,12 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             ends_at: r.opt_i64()?,
             source: if r.u8()? != 0 { Source::Manual } else { Source::PagerDuty },
         });
+    }
+    if !v1 {
+        snap.incidents_last_success = r.opt_i64()?;
+        for _ in 0..r.count()? {
+            snap.incidents.push(IncidentEntry { email: r.str()?, id: r.str()?, escalation_policy_id: r.str()? });
+        }
     }
     if !r.0.is_empty() {
         return Err("trailing bytes".into());

@@ -9,13 +9,15 @@ use super::{file, segment, FixedStr, GatedRoleRow, ShiftEntry, Snapshot};
 use crate::pg::time::unix_from_pg;
 use crate::pg::xact;
 
-/// Reads the three tables and `sync_state` into a private snapshot and publishes it whole; on
-/// any error the published snapshot stays. In the worker, outside a transaction.
+/// Reads the tables and `sync_state` into a private snapshot and publishes it whole; on any
+/// error the published snapshot stays. In the worker, outside a transaction.
 pub fn from_tables() -> Result<(), String> {
     let loaded = xact::run(read_tables).map_err(|e| format!("reading the pg_oncall tables failed: {e}"))?;
-    let (roles, identities, shifts) = loaded.counts();
+    let (roles, identities, shifts, incidents) = loaded.counts();
     super::publish(loaded).map_err(|o| o.to_string())?;
-    debug1!("pg_oncall: snapshot loaded: {roles} gated roles, {identities} identities, {shifts} shifts");
+    debug1!(
+        "pg_oncall: snapshot loaded: {roles} gated roles, {identities} identities, {shifts} shifts, {incidents} incident assignments"
+    );
     Ok(())
 }
 
@@ -31,7 +33,19 @@ fn instant(ts: Option<TimestampWithTimeZone>) -> Option<i64> {
 // Every name is schema-qualified and every operator spelled OPERATOR(pg_catalog.x), whatever
 // the worker's search_path: objects a user planted in `public` are never called (DESIGN.md,
 // guarantee 8).
-const SYNC_STATE_QUERY: &str = "SELECT s.last_success_at FROM oncall.sync_state AS s";
+// Columns added after 0.1.0 are read through to_jsonb, so that a catalog still at 0.1.0 (before
+// ALTER EXTENSION pg_oncall UPDATE) loads too: no incidents, and none ever synced.
+const SYNC_STATE_QUERY: &str = "\
+    SELECT s.last_success_at,
+           (pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'incidents_last_success_at')::pg_catalog.timestamptz
+      FROM oncall.sync_state AS s";
+const INCIDENTS_EXIST: &str = "SELECT pg_catalog.to_regclass('oncall.incidents') IS NOT NULL";
+// One row per (open incident, assignee); rows a DBA wrote without an open status grant nothing.
+const INCIDENTS_QUERY: &str = "\
+    SELECT a.email, i.id, i.escalation_policy_id
+      FROM oncall.incidents AS i, pg_catalog.unnest(i.assignee_emails) AS a(email)
+     WHERE i.status OPERATOR(pg_catalog.=) ANY ('{triggered,acknowledged}'::pg_catalog.text[]) AND a.email IS NOT NULL
+     ORDER BY a.email, i.id";
 // The rule's elevation limits are read through to_jsonb so that a catalog still at 0.1.0
 // (before ALTER EXTENSION pg_oncall UPDATE) loads too, with no limits.
 const ROLES_QUERY: &str = "\
@@ -63,8 +77,13 @@ fn microseconds(interval: Interval) -> i64 {
 fn read_tables() -> Result<Snapshot, String> {
     Spi::connect(|client| -> Result<Snapshot, String> {
         let spi = |e: pgrx::spi::Error| e.to_string();
-        let last_sync_success = client.select(SYNC_STATE_QUERY, None, &[]).map_err(spi)?.first().get_one().map_err(spi)?;
-        let mut snap = Snapshot { last_sync_success: instant(last_sync_success), ..Snapshot::default() };
+        let (last_sync_success, incidents_last_success) =
+            client.select(SYNC_STATE_QUERY, None, &[]).map_err(spi)?.first().get_two().map_err(spi)?;
+        let mut snap = Snapshot {
+            last_sync_success: instant(last_sync_success),
+            incidents_last_success: instant(incidents_last_success),
+            ..Snapshot::default()
+        };
         for row in client.select(ROLES_QUERY, None, &[]).map_err(spi)? {
             let row = GatedRoleRow {
                 name: row.get::<String>(1).map_err(spi)?.unwrap_or_default(),
@@ -102,6 +121,18 @@ fn read_tables() -> Result<Snapshot, String> {
                 // The table's CHECK admits only the two; were it bypassed, the stricter kind applies.
                 source: Source::from_name(&source).unwrap_or(Source::PagerDuty),
             });
+        }
+        if client.select(INCIDENTS_EXIST, None, &[]).map_err(spi)?.first().get_one::<bool>().map_err(spi)? == Some(true) {
+            for row in client.select(INCIDENTS_QUERY, None, &[]).map_err(spi)? {
+                let email: String = row.get(1).map_err(spi)?.unwrap_or_default();
+                let id: String = row.get(2).map_err(spi)?.unwrap_or_default();
+                let policy: Option<String> = row.get(3).map_err(spi)?;
+                // An id, policy or email longer than any PagerDuty sends cannot be matched by a
+                // rule or an identity either: left out, not a reason to refuse the whole snapshot.
+                if snap.add_incident(&normalize_email(&email), &id, policy.as_deref()).is_err() {
+                    debug1!("pg_oncall: incident {id}: a field is too long for the snapshot; left out");
+                }
+            }
         }
         Ok(snap)
     })

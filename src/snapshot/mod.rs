@@ -1,11 +1,11 @@
-//! The shared-memory snapshot every backend decides from: gated roles, identities and shifts,
-//! published whole by the worker under one LWLock, with a generation counter that lets
+//! The shared-memory snapshot every backend decides from: gated roles, identities, shifts and
+//! open incidents' assignments, published whole by the worker under one LWLock, with a generation counter that lets
 //! backends trust their caches without taking the lock. `load` fills it from the tables or
 //! from its on-disk copy (`file`); `segment` lays it out in shared memory.
 
 use std::sync::atomic::Ordering;
 
-use oncall_core::decision::{ShiftView, Source};
+use oncall_core::decision::{IncidentView, ShiftView, Source};
 use pgrx::pg_sys;
 
 mod file;
@@ -59,6 +59,21 @@ impl ShiftEntry {
     }
 }
 
+/// One assignee of one open incident (an incident with two assignees is two entries).
+#[derive(Clone, Copy)]
+pub struct IncidentEntry {
+    /// The assignee's normalized email.
+    pub email: FixedStr<EMAIL_LEN>,
+    pub id: FixedStr<ID_LEN>,
+    pub escalation_policy_id: FixedStr<ID_LEN>,
+}
+
+impl IncidentEntry {
+    pub fn view(&self) -> IncidentView<'_> {
+        IncidentView { id: self.id.text(), escalation_policy_id: self.escalation_policy_id.get() }
+    }
+}
+
 /// A slice of the shared id pool; `None` is SQL NULL ("any").
 #[derive(Clone, Copy)]
 pub struct IdRange {
@@ -97,7 +112,10 @@ pub struct Snapshot {
     ids: Vec<FixedStr<ID_LEN>>,
     identities: Vec<IdentityEntry>,
     shifts: Vec<ShiftEntry>,
+    incidents: Vec<IncidentEntry>,
     pub last_sync_success: Option<i64>,
+    /// The last successful incident sync; `None`: never (incidents grant nothing).
+    pub incidents_last_success: Option<i64>,
 }
 
 pub struct GatedRoleRow {
@@ -157,13 +175,25 @@ impl Snapshot {
         self.shifts.push(shift);
     }
 
-    pub fn counts(&self) -> (usize, usize, usize) {
-        (self.roles.len(), self.identities.len(), self.shifts.len())
+    /// One entry per assignee; `Err` names the field that does not fit.
+    pub fn add_incident(&mut self, email: &str, id: &str, escalation_policy_id: Option<&str>) -> Result<(), TooLong> {
+        self.incidents.push(IncidentEntry {
+            email: FixedStr::new(Some(email)).ok_or(TooLong("assignee email"))?,
+            id: FixedStr::new(Some(id)).ok_or(TooLong("id"))?,
+            escalation_policy_id: FixedStr::new(escalation_policy_id).ok_or(TooLong("escalation_policy_id"))?,
+        });
+        Ok(())
+    }
+
+    /// Gated roles, identities, shifts, incident assignments.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (self.roles.len(), self.identities.len(), self.shifts.len(), self.incidents.len())
     }
 
     /// Sorts for lookups (and so that equal contents encode equally).
     fn sort(&mut self) {
         self.shifts.sort_by_cached_key(|s| (email_key(s.email.text()), s.email.text().to_owned(), s.starts_at));
+        self.incidents.sort_by_cached_key(|i| (email_key(i.email.text()), i.email.text().to_owned(), i.id.text().to_owned()));
         self.roles.sort_by(|a, b| a.name.text().cmp(b.name.text()));
         self.identities.sort_by(|a, b| a.role_name.text().cmp(b.role_name.text()));
     }
@@ -189,7 +219,11 @@ pub struct View<'a> {
     roles_by_oid: &'a [u32],
     identities: &'a [IdentityEntry],
     ids: &'a [FixedStr<ID_LEN>],
+    /// `email_key` of each incident assignment, in the same order (as for shifts).
+    incident_keys: &'a [u64],
+    incidents: &'a [IncidentEntry],
     pub last_sync_success: Option<i64>,
+    pub incidents_last_success: Option<i64>,
 }
 
 impl<'a> View<'a> {
@@ -222,20 +256,37 @@ impl<'a> View<'a> {
 
     /// The shifts of one (normalized) email: shifts are sorted by email.
     pub fn shifts_of(&self, email: &str) -> &'a [ShiftEntry] {
-        let key = email_key(email);
-        let start = self.shift_keys.partition_point(|&k| k < key);
-        let same_key = &self.shifts[start..start + self.shift_keys[start..].partition_point(|&k| k == key)];
-        // Within one key, shifts are sorted by email: skip any other email sharing the hash.
-        let first = same_key.partition_point(|s| s.email.text() < email);
-        let len = same_key[first..].partition_point(|s| s.email.text() == email);
-        &same_key[first..first + len]
+        of_email(self.shift_keys, self.shifts, email, |s| s.email.text())
     }
+
+    /// The open incidents one (normalized) email is assigned to.
+    pub fn incidents_of(&self, email: &str) -> &'a [IncidentEntry] {
+        of_email(self.incident_keys, self.incidents, email, |i| i.email.text())
+    }
+}
+
+/// The entries of `email` among `entries`, sorted by (`email_key`, email) with `keys` their keys.
+fn of_email<'a, T>(keys: &[u64], entries: &'a [T], email: &str, email_of: impl Fn(&T) -> &str) -> &'a [T] {
+    let key = email_key(email);
+    let start = keys.partition_point(|&k| k < key);
+    let same_key = &entries[start..start + keys[start..].partition_point(|&k| k == key)];
+    // Within one key, entries are sorted by email: skip any other email sharing the hash.
+    let first = same_key.partition_point(|e| email_of(e) < email);
+    let len = same_key[first..].partition_point(|e| email_of(e) == email);
+    &same_key[first..first + len]
 }
 
 /// Runs `read` on the published snapshot under the shared lock; `None` if there is none yet.
 /// `read` must not raise a PostgreSQL error (copy out, then report).
 pub fn read<R>(read: impl FnOnce(&View) -> R) -> Option<R> {
     segment::read(read)
+}
+
+/// Whether syncs fetch the open incidents: per `pg_oncall.sync_incidents`, which in `auto`
+/// depends on whether a published rule has `require_incident`.
+pub fn incidents_wanted() -> bool {
+    let a_rule_requires_them = read(|view| view.roles().iter().any(|r| r.require_incident)).unwrap_or(false);
+    crate::guc::incidents_wanted(a_rule_requires_them)
 }
 
 /// Cheap: one atomic load. 0 means "never published" (or the library is not preloaded).

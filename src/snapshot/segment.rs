@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pgrx::pg_sys;
 
-use super::{FixedStr, IdentityEntry, Overflow, RoleEntry, ShiftEntry, Snapshot, View, ID_LEN};
+use super::{FixedStr, IdentityEntry, IncidentEntry, Overflow, RoleEntry, ShiftEntry, Snapshot, View, ID_LEN};
 use crate::guc;
 use crate::pg::shmem;
 
@@ -22,6 +22,7 @@ struct Capacity {
     roles: usize,
     identities: usize,
     ids: usize,
+    incidents: usize,
 }
 
 impl Capacity {
@@ -32,6 +33,7 @@ impl Capacity {
             roles,
             identities: guc::MAX_IDENTITIES.get() as usize,
             ids: roles * IDS_PER_ROLE,
+            incidents: guc::MAX_INCIDENT_ASSIGNMENTS.get() as usize,
         }
     }
 }
@@ -44,6 +46,8 @@ struct Layout {
     roles_by_oid: usize,
     identities: usize,
     ids: usize,
+    incident_keys: usize,
+    incidents: usize,
     total: usize,
 }
 
@@ -59,8 +63,10 @@ impl Layout {
         let roles_by_oid = align8(roles + cap.roles * size_of::<RoleEntry>());
         let identities = align8(roles_by_oid + cap.roles * size_of::<u32>());
         let ids = align8(identities + cap.identities * size_of::<IdentityEntry>());
-        let total = align8(ids + cap.ids * size_of::<FixedStr<ID_LEN>>());
-        Layout { shift_keys, shifts, roles, roles_by_oid, identities, ids, total }
+        let incident_keys = align8(ids + cap.ids * size_of::<FixedStr<ID_LEN>>());
+        let incidents = align8(incident_keys + cap.incidents * size_of::<u64>());
+        let total = align8(incidents + cap.incidents * size_of::<IncidentEntry>());
+        Layout { shift_keys, shifts, roles, roles_by_oid, identities, ids, incident_keys, incidents, total }
     }
 }
 
@@ -77,7 +83,9 @@ pub(super) struct Shared {
     n_roles: usize,
     n_identities: usize,
     n_ids: usize,
+    n_incidents: usize,
     last_sync_success: Option<i64>,
+    incidents_last_success: Option<i64>,
 }
 
 static mut SHARED: *mut Shared = null_mut();
@@ -98,6 +106,7 @@ pub(super) fn attach(base: *mut u8, created: bool) {
             (*shared).lock = shmem::lwlock(&super::SEGMENT);
             (*shared).capacity = cap;
             (*shared).last_sync_success = None;
+            (*shared).incidents_last_success = None;
         }
     }
     // SAFETY: set once per process, before any reader; the segment lives as long as the cluster.
@@ -117,6 +126,7 @@ pub(super) fn check_capacity(snap: &Snapshot, shared: &Shared) -> Result<(), Ove
         ("gated roles", snap.roles.len(), cap.roles, "pg_oncall.max_gated_roles"),
         ("identities", snap.identities.len(), cap.identities, "pg_oncall.max_identities"),
         ("policy and schedule ids of gated roles", snap.ids.len(), cap.ids, "pg_oncall.max_gated_roles"),
+        ("incident assignments", snap.incidents.len(), cap.incidents, "pg_oncall.max_incident_assignments"),
     ];
     for (what, needed, capacity, setting) in checks {
         if needed > capacity {
@@ -144,7 +154,10 @@ pub(super) fn read<R>(read: impl FnOnce(&View) -> R) -> Option<R> {
             roles_by_oid: std::slice::from_raw_parts(base.add(layout.roles_by_oid).cast(), shared.n_roles),
             identities: std::slice::from_raw_parts(base.add(layout.identities).cast(), shared.n_identities),
             ids: std::slice::from_raw_parts(base.add(layout.ids).cast(), shared.n_ids),
+            incident_keys: std::slice::from_raw_parts(base.add(layout.incident_keys).cast(), shared.n_incidents),
+            incidents: std::slice::from_raw_parts(base.add(layout.incidents).cast(), shared.n_incidents),
             last_sync_success: shared.last_sync_success,
+            incidents_last_success: shared.incidents_last_success,
         };
         let result = read(&view);
         pg_sys::LWLockRelease(shared.lock);
@@ -179,6 +192,7 @@ unsafe fn copy_in(shared: &Shared, snap: &Snapshot) {
     let mut by_oid: Vec<u32> = (0..snap.roles.len() as u32).collect();
     by_oid.sort_by_key(|&i| snap.roles[i as usize].oid.to_u32());
     let keys: Vec<u64> = snap.shifts.iter().map(|s| super::email_key(s.email.text())).collect();
+    let incident_keys: Vec<u64> = snap.incidents.iter().map(|i| super::email_key(i.email.text())).collect();
     // SAFETY: the caller checked the sizes against the capacity the segment was laid out for
     // and excludes readers; the arrays lie within the segment per `Layout`.
     unsafe {
@@ -191,10 +205,14 @@ unsafe fn copy_in(shared: &Shared, snap: &Snapshot) {
         std::ptr::copy_nonoverlapping(by_oid.as_ptr(), base.add(layout.roles_by_oid).cast(), by_oid.len());
         std::ptr::copy_nonoverlapping(snap.identities.as_ptr(), base.add(layout.identities).cast(), snap.identities.len());
         std::ptr::copy_nonoverlapping(snap.ids.as_ptr(), base.add(layout.ids).cast(), snap.ids.len());
+        std::ptr::copy_nonoverlapping(incident_keys.as_ptr(), base.add(layout.incident_keys).cast(), incident_keys.len());
+        std::ptr::copy_nonoverlapping(snap.incidents.as_ptr(), base.add(layout.incidents).cast(), snap.incidents.len());
         (*shared_mut).n_shifts = snap.shifts.len();
         (*shared_mut).n_roles = snap.roles.len();
         (*shared_mut).n_identities = snap.identities.len();
         (*shared_mut).n_ids = snap.ids.len();
+        (*shared_mut).n_incidents = snap.incidents.len();
         (*shared_mut).last_sync_success = snap.last_sync_success;
+        (*shared_mut).incidents_last_success = snap.incidents_last_success;
     }
 }

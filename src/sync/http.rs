@@ -1,12 +1,12 @@
-//! The PagerDuty request side of a sync: the token file, and the fetch run on a helper thread
-//! (which never touches PostgreSQL) while the worker's own thread keeps answering signals and
-//! serving snapshot reloads.
+//! The PagerDuty request side of a sync: the token files, and the fetch (on-call entries, then
+//! open incidents when they are wanted) run on a helper thread, which never touches PostgreSQL,
+//! while the worker's own thread keeps answering signals and serving snapshot reloads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use oncall_core::pagerduty::{self, SyncConfig, SyncError, SyncResult};
+use oncall_core::pagerduty::{self, IncidentSyncResult, SyncConfig, SyncError, SyncResult};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::pg_sys;
 
@@ -18,23 +18,38 @@ const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// How often the worker looks up from a request in flight (signals, reloads).
 const POLL: Duration = Duration::from_millis(50);
 
-/// The token, trimmed; errors say what is wrong with the file, never what is in it.
+/// The sync's (read-only) token, trimmed; errors say what is wrong with the file, never what is
+/// in it.
 pub fn read_token() -> Result<String, String> {
-    let path = guc::token_file();
+    read_token_file("token", "pg_oncall.pagerduty_token_file", &guc::token_file())
+}
+
+/// The token in `path` (the file `setting` names), trimmed; `what` names it in errors ("token",
+/// "write token"), which say what is wrong with the file, never what is in it.
+pub fn read_token_file(what: &str, setting: &str, path: &str) -> Result<String, String> {
     if path.is_empty() {
-        return Err("no PagerDuty token: pg_oncall.pagerduty_token_file is not set".into());
+        return Err(format!("no PagerDuty {what}: {setting} is not set"));
     }
-    match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().is_empty() => Err(format!("the PagerDuty token file \"{path}\" is empty")),
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Err(format!("the PagerDuty {what} file \"{path}\" is empty")),
         Ok(text) => Ok(text.trim().to_owned()),
-        Err(e) => Err(format!("cannot read the PagerDuty token file \"{path}\": {}", e.kind())),
+        Err(e) => Err(format!("cannot read the PagerDuty {what} file \"{path}\": {}", e.kind())),
     }
 }
 
-/// Fetches every on-call entry from `now_us` to `now_us + lookahead` on a helper thread.
-/// Meanwhile this thread honours SIGHUP and calls `meanwhile` every 50 ms (the worker serves
-/// snapshot reloads there, so table changes never wait for the network). `None` means SIGTERM.
-pub fn fetch_off_thread(token: String, now_us: i64, mut meanwhile: impl FnMut()) -> Option<Result<SyncResult, SyncError>> {
+/// What one sync fetched: the on-call entries, and the open incidents when they were wanted and
+/// the on-call part succeeded (a PagerDuty that fails one is not asked the other).
+pub struct Fetched {
+    pub shifts: Result<SyncResult, SyncError>,
+    pub incidents: Option<Result<IncidentSyncResult, SyncError>>,
+}
+
+/// Fetches every on-call entry from `now_us` to `now_us + lookahead`, then, with `incidents`,
+/// every open incident, on a helper thread. Meanwhile this thread honours SIGHUP and calls
+/// `meanwhile` every 50 ms, saying whether the configuration was just reloaded (the worker
+/// serves snapshot reloads there, so table changes never wait for the network). `None` means
+/// SIGTERM.
+pub fn fetch_off_thread(token: String, now_us: i64, incidents: bool, mut meanwhile: impl FnMut(bool)) -> Option<Fetched> {
     let config = SyncConfig {
         api_url: guc::api_url(),
         token,
@@ -46,19 +61,21 @@ pub fn fetch_off_thread(token: String, now_us: i64, mut meanwhile: impl FnMut())
     let cancel = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let thread_cancel = Arc::clone(&cancel);
-    let spawned = with_signals_blocked(|| {
-        std::thread::Builder::new().name("pg_oncall http".into()).spawn(move || {
-            let _ = done_tx.send(pagerduty::fetch_all(&config, now_us, &thread_cancel));
-        })
+    let spawned = crate::pg::thread::spawn("pg_oncall http", move || {
+        let shifts = pagerduty::fetch_all(&config, now_us, &thread_cancel);
+        let incidents = (incidents && shifts.is_ok()).then(|| pagerduty::fetch_open_incidents(&config, now_us, &thread_cancel));
+        let _ = done_tx.send(Fetched { shifts, incidents });
     });
     if let Err(e) = spawned {
-        return Some(Err(SyncError::Connection { attempts: 0, detail: format!("cannot start the HTTP thread: {e}") }));
+        let detail = format!("cannot start the HTTP thread: {e}");
+        return Some(Fetched { shifts: Err(SyncError::Connection { attempts: 0, detail }), incidents: None });
     }
     loop {
         match done_rx.recv_timeout(POLL) {
-            Ok(result) => return Some(result),
+            Ok(fetched) => return Some(fetched),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Some(Err(SyncError::Connection { attempts: 0, detail: "the HTTP thread ended without an answer".into() }))
+                let detail = "the HTTP thread ended without an answer".to_owned();
+                return Some(Fetched { shifts: Err(SyncError::Connection { attempts: 0, detail }), incidents: None });
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -66,24 +83,11 @@ pub fn fetch_off_thread(token: String, now_us: i64, mut meanwhile: impl FnMut())
             cancel.store(true, Ordering::Relaxed);
             return None;
         }
-        if BackgroundWorker::sighup_received() {
+        let reloaded = BackgroundWorker::sighup_received();
+        if reloaded {
             // SAFETY: outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        meanwhile();
-    }
-}
-
-/// Threads inherit the signal mask: PostgreSQL's handlers must only ever run on our thread.
-fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: pthread_sigmask on the calling thread with valid set pointers; restored below.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let result = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        result
+        meanwhile(reloaded);
     }
 }

@@ -1,7 +1,9 @@
-//! The sync: PagerDuty → `oncall.shifts`. A launcher keeps one sync worker alive in
+//! The sync: PagerDuty → `oncall.shifts` (and open incidents → `oncall.incidents` when
+//! `pg_oncall.sync_incidents` wants them). A launcher keeps one sync worker alive in
 //! `pg_oncall.database`; the worker syncs every `refresh_interval` (requests on a helper
-//! thread, `http`), writes the rows (`store`), and reloads the snapshot whenever the tables
-//! change (`signal` carries the wake-ups from backends), also while a request is in flight.
+//! thread, `http`), writes the rows (`store`), reloads the snapshot whenever the tables change
+//! (`signal` carries the wake-ups from backends), also while a request is in flight, and hands
+//! the elevations' records and notes on to where they go.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use crate::guc;
 use crate::pg::time::unix_from_pg;
 use crate::snapshot;
 
-mod http;
+pub(crate) mod http;
 pub mod launcher;
 pub mod signal;
 mod store;
@@ -87,6 +89,7 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
             // SAFETY: outside any transaction, as ProcessConfigFile requires.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             worker.next_sync = Instant::now();
+            worker.notes.settings_changed();
         }
         if !extension_installed() {
             if saw_extension {
@@ -111,6 +114,7 @@ pub extern "C-unwind" fn pg_oncall_sync_main(_arg: pg_sys::Datum) {
         if !in_recovery() {
             recorder.drain();
         }
+        worker.notes.pump();
         if worker.sync_due() {
             if !worker.sync() {
                 return;
@@ -129,6 +133,9 @@ unsafe extern "C-unwind" fn unregister_worker(_code: i32, _arg: pg_sys::Datum) {
 }
 
 struct SyncWorker {
+    notes: crate::notes::post::Poster,
+    /// The last sync asked PagerDuty for the open incidents.
+    fetched_incidents: bool,
     reloads_seen: Option<u64>,
     syncs_seen: u64,
     next_sync: Instant,
@@ -150,6 +157,13 @@ enum Retry {
     Backoff,
 }
 
+impl Failure {
+    /// The same failure, said to be the incident part's.
+    fn about_incidents(self) -> Failure {
+        Failure { message: format!("open incidents: {}", self.message), ..self }
+    }
+}
+
 impl From<SyncError> for Failure {
     fn from(e: SyncError) -> Failure {
         let retry = match (e.is_permanent(), e.retry_after()) {
@@ -164,6 +178,8 @@ impl From<SyncError> for Failure {
 impl SyncWorker {
     fn new() -> SyncWorker {
         SyncWorker {
+            notes: crate::notes::post::Poster::new(),
+            fetched_incidents: false,
             reloads_seen: None,
             syncs_seen: signal::sync_requests(),
             next_sync: Instant::now(),
@@ -189,8 +205,14 @@ impl SyncWorker {
         })
     }
 
+    /// A sync is due at its time, when asked for, and as soon as open incidents are wanted
+    /// that the last sync did not fetch (a rule with `require_incident` just created): such a
+    /// rule should not wait a `refresh_interval` for its first incidents.
     fn sync_due(&self) -> bool {
-        !in_recovery() && (Instant::now() >= self.next_sync || signal::sync_requests() != self.syncs_seen)
+        !in_recovery()
+            && (Instant::now() >= self.next_sync
+                || signal::sync_requests() != self.syncs_seen
+                || (!self.fetched_incidents && snapshot::incidents_wanted()))
     }
 
     fn sleep_time(&self) -> Duration {
@@ -208,25 +230,48 @@ impl SyncWorker {
         let ticket = signal::sync_requests();
         self.syncs_seen = ticket;
         let interval = Duration::from_millis(guc::REFRESH_INTERVAL_MS.get() as u64);
+        let want_incidents = snapshot::incidents_wanted();
+        self.fetched_incidents = want_incidents;
         // SAFETY: plain clock read.
         let started_at = unsafe { pg_sys::GetCurrentTimestamp() };
         let started = Instant::now();
         let fetched = match http::read_token() {
             // Nothing to do until the configuration changes (a reload re-arms the sync).
             Err(message) => Err(Failure { message, retry: Retry::AtInterval }),
-            Ok(token) => match http::fetch_off_thread(token, unix_from_pg(started_at), || {
+            Ok(token) => match http::fetch_off_thread(token, unix_from_pg(started_at), want_incidents, |reloaded| {
                 let _ = self.reload_if_needed();
+                if reloaded {
+                    self.notes.settings_changed();
+                }
+                self.notes.pump();
             }) {
                 None => return false,
-                Some(result) => result.map_err(Failure::from),
+                Some(http::Fetched { shifts, incidents }) => shifts.map(|shifts| (shifts, incidents)).map_err(Failure::from),
             },
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let stored = fetched.and_then(|result| {
+        // The on-call part decides whether anything is stored; a failed incident part keeps the
+        // previous incidents (which go stale on their own) and makes the sync a failed one.
+        let stored = fetched.and_then(|(result, incidents)| {
             store::fits_snapshot(result.shifts.len()).map_err(|message| Failure { message, retry: Retry::AtInterval })?;
-            store::store_shifts(&result, started_at, duration_ms, interval)
-                .map(|()| result)
-                .map_err(|message| Failure { message, retry: Retry::Backoff })
+            let incidents: Option<Result<_, Failure>> = incidents.map(|fetched| {
+                let fetched = fetched.map_err(|e| Failure::from(e).about_incidents())?;
+                store::incidents_fit_snapshot(&fetched)
+                    .map_err(|message| Failure { message, retry: Retry::AtInterval }.about_incidents())?;
+                Ok(fetched)
+            });
+            let outcome = match &incidents {
+                None => store::IncidentsOutcome::NotSynced,
+                Some(Ok(fetched)) => store::IncidentsOutcome::Synced(fetched),
+                Some(Err(failure)) => store::IncidentsOutcome::Failed(&failure.message),
+            };
+            let next = match &incidents {
+                Some(Err(failure)) => self.retry_delay(failure, interval, self.consecutive_failures + 1),
+                _ => interval,
+            };
+            store::store_sync(&result, outcome, started_at, duration_ms, next)
+                .map_err(|message| Failure { message, retry: Retry::Backoff })?;
+            Ok((result, incidents))
         });
         // A sync is served only once decisions use what it stored; a snapshot that cannot
         // hold the rows (stored, but over pg_oncall.max_shifts) counts as failed, and retrying
@@ -237,8 +282,14 @@ impl SyncWorker {
                 retry: Retry::AtInterval,
             })
         });
+        // The shifts were stored, and only the incidents failed: recorded with them already.
+        let (stored, recorded) = match stored {
+            Ok((_, Some(Err(failure)))) => (Err(failure), true),
+            Ok((result, incidents)) => (Ok((result, incidents)), true),
+            Err(failure) => (Err(failure), false),
+        };
         match stored {
-            Ok(result) => {
+            Ok((result, incidents)) => {
                 if self.last_error.take().is_some() {
                     log!("pg_oncall: PagerDuty sync succeeded again ({} shifts)", result.shifts.len());
                 }
@@ -248,28 +299,48 @@ impl SyncWorker {
                 if result.skipped_without_email > 0 {
                     warning!("pg_oncall: {} on-call entries had no user email and were skipped", result.skipped_without_email);
                 }
+                if let Some(Ok(incidents)) = incidents {
+                    if incidents.split_by_time {
+                        log!("pg_oncall: more than 10,000 open incidents: the incident sync went on by creation time");
+                    }
+                    if incidents.assignees_without_email > 0 {
+                        warning!(
+                            "pg_oncall: {} incident assignees had no user email and count as nobody",
+                            incidents.assignees_without_email
+                        );
+                    }
+                }
                 self.consecutive_failures = 0;
                 self.next_sync = Instant::now() + interval;
                 signal::sync_served(ticket, true);
             }
             Err(failure) => {
                 self.consecutive_failures += 1;
-                let delay = match failure.retry {
-                    Retry::AtInterval => interval,
-                    // PagerDuty's own reset wins over our schedule.
-                    Retry::After(reset) => reset.max(Duration::from_secs(1)),
-                    Retry::Backoff => {
-                        pagerduty::backoff_delay(self.consecutive_failures, std::process::id() as u64).min(interval)
-                    }
-                };
+                let delay = self.retry_delay(&failure, interval, self.consecutive_failures);
                 // One WARNING per distinct failure, not one per attempt.
                 let log = self.last_error.as_deref() != Some(failure.message.as_str());
-                store::record_failure(&failure.message, started_at, duration_ms, delay, log);
+                if recorded {
+                    if log {
+                        warning!("pg_oncall: PagerDuty sync failed: {}", failure.message);
+                    }
+                } else {
+                    store::record_failure(&failure.message, started_at, duration_ms, delay, log);
+                }
                 self.last_error = Some(failure.message);
                 self.next_sync = Instant::now() + delay;
                 signal::sync_served(ticket, false);
             }
         }
         true
+    }
+
+    /// When to try again after `failure`, the `failures`-th in a row.
+    fn retry_delay(&self, failure: &Failure, interval: Duration, failures: u32) -> Duration {
+        match failure.retry {
+            Retry::AtInterval => interval,
+            // PagerDuty's own reset wins over our schedule.
+            Retry::After(reset) => reset.max(Duration::from_secs(1)),
+            Retry::Backoff => pagerduty::backoff_delay(failures, std::process::id() as u64).min(interval),
+        }
     }
 }
