@@ -10,7 +10,7 @@
 #      *release* pg_oncall.so (other sessions' `make test-e2e` installs debug builds over the
 #      system library at any time; a running cluster keeps the file it mapped, but each new
 #      cluster would pick up whatever is installed at that moment);
-#   2. starts the fake PagerDuty (target/release/fake-pagerduty; built only when missing) and two
+#   2. starts the fake PagerDuty (target/release/fake-pagerduty, built by cargo) and two
 #      clusters from that tree: `main` (pg_oncall preloaded) and `nolib` (not preloaded);
 #   3. runs the benches (bench/<name>/run.sh), each appending rows to the results table;
 #   4. prints the table (figure, values, ratio, target, PASS/MISS) and writes
@@ -172,10 +172,9 @@ log "pg_oncall.so: release build from $SO_FROM (sha256 $SO_SHA...), private tree
 # ---------------------------------------------------------------- 2. the fake PagerDuty and the clusters
 
 FAKE_BIN=$REPO/target/release/fake-pagerduty
-if [ ! -x "$FAKE_BIN" ]; then
-    log "building the fake PagerDuty (cargo build --release -p fake-pagerduty)"
-    (cd "$REPO" && cargo build --release -q -p fake-pagerduty) || die "cannot build the fake PagerDuty"
-fi
+# Always through cargo: a binary older than the fake's sources would not speak today's API.
+log "building the fake PagerDuty (cargo build --release -p fake-pagerduty; quick when up to date)"
+(cd "$REPO" && cargo build --release -q -p fake-pagerduty) || die "cannot build the fake PagerDuty"
 TOKEN_FILE=$BENCH_DIR/pagerduty.token
 (
     umask 077

@@ -7,8 +7,8 @@
 //! fake PagerDuty are gone.
 //!
 //! The demo runs in its own directory under /tmp (`PG_ONCALL_DEMO_DIR`), so a developer's own
-//! `make demo` in `<repo>/.demo` keeps running. `DEMO_SKIP_BUILD=1`: the fake PagerDuty binary
-//! is only built when it is missing. Runs the demo from the installation under test
+//! `make demo` in `<repo>/.demo` keeps running. The demo builds the fake PagerDuty as `make demo`
+//! does (cargo: quick when it is up to date). Runs the demo from the installation under test
 //! (`PG_CONFIG`, and `PG_ONCALL_CHROOT` when its servers run in a root: see the harness).
 
 use std::io::Read;
@@ -59,7 +59,6 @@ fn run_script(script: &str, demo_dir: &Path, timeout: Duration) -> Output {
         .arg(format!("scripts/{script}"))
         .current_dir(repo_root())
         .env("PG_ONCALL_DEMO_DIR", demo_dir)
-        .env("DEMO_SKIP_BUILD", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
