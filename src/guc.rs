@@ -423,3 +423,16 @@ pub fn reason() -> Option<String> {
 pub fn warn_before_end_us() -> i64 {
     i64::from(WARN_BEFORE_END_S.get()) * 1_000_000
 }
+
+/// The token in `path` (the file `setting` names), trimmed; `what` names it in errors ("token",
+/// "write token"), which say what is wrong with the file, never what is in it.
+pub fn read_token_file(what: &str, setting: &str, path: &str) -> Result<String, String> {
+    if path.is_empty() {
+        return Err(format!("no PagerDuty {what}: {setting} is not set"));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Err(format!("the PagerDuty {what} file \"{path}\" is empty")),
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(e) => Err(format!("cannot read the PagerDuty {what} file \"{path}\": {}", e.kind())),
+    }
+}

@@ -280,6 +280,7 @@ pub fn role_assigned() {
         });
         record(&start);
         notes::push(&incident_notes);
+        crate::sync::signal::wake_worker();
         CURRENT.set(Some(elevation));
     }
     // Otherwise the next statement starts an elevation, once it can read the catalog.
@@ -369,6 +370,7 @@ pub fn statement(
         };
         record(&start_event(&elevation, now));
         notes::push(&incident_notes(&elevation, now, guc::reason().as_deref()));
+        crate::sync::signal::wake_worker();
         CURRENT.set(Some(elevation));
     }
     let warning = CURRENT.with_borrow_mut(|current| {

@@ -13,7 +13,6 @@ use oncall_core::pagerduty::{self, NoteConfig, NoteError};
 
 use super::queue::{self, Note, Outcome};
 use crate::guc;
-use crate::sync::http::read_token_file;
 
 /// How often the settings are looked at again while no note arrives (they change on reload).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -128,7 +127,7 @@ fn current_settings() -> Result<Settings, Option<String>> {
     if !guc::ANNOTATE_INCIDENTS.get() {
         return Err(None);
     }
-    let token = read_token_file("write token", "pg_oncall.pagerduty_write_token_file", &guc::write_token_file())?;
+    let token = guc::read_token_file("write token", "pg_oncall.pagerduty_write_token_file", &guc::write_token_file())?;
     let from = guc::from_email();
     if from.is_empty() {
         return Err(Some(

@@ -108,7 +108,6 @@ pub fn push(notes: &[Note]) {
         pg_sys::LWLockRelease(s.lock);
     }
     s.dropped.fetch_add(dropped, Ordering::Relaxed);
-    crate::sync::signal::wake_worker();
 }
 
 /// Takes every queued note, oldest first.

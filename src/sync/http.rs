@@ -21,20 +21,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// The sync's (read-only) token, trimmed; errors say what is wrong with the file, never what is
 /// in it.
 pub fn read_token() -> Result<String, String> {
-    read_token_file("token", "pg_oncall.pagerduty_token_file", &guc::token_file())
-}
-
-/// The token in `path` (the file `setting` names), trimmed; `what` names it in errors ("token",
-/// "write token"), which say what is wrong with the file, never what is in it.
-pub fn read_token_file(what: &str, setting: &str, path: &str) -> Result<String, String> {
-    if path.is_empty() {
-        return Err(format!("no PagerDuty {what}: {setting} is not set"));
-    }
-    match std::fs::read_to_string(path) {
-        Ok(text) if text.trim().is_empty() => Err(format!("the PagerDuty {what} file \"{path}\" is empty")),
-        Ok(text) => Ok(text.trim().to_owned()),
-        Err(e) => Err(format!("cannot read the PagerDuty {what} file \"{path}\": {}", e.kind())),
-    }
+    guc::read_token_file("token", "pg_oncall.pagerduty_token_file", &guc::token_file())
 }
 
 /// What one sync fetched: the on-call entries, and the open incidents when they were wanted and
