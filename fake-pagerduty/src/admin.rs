@@ -1,7 +1,8 @@
 //! The `/_admin/*` endpoints (no auth) that let the binary be driven over HTTP, and the
 //! JSON formats they use for schedules, faults and recorded requests.
 
-use crate::api::{error_body, fmt_time, parse_time};
+use crate::api::{fmt_time, parse_time};
+use crate::error_body::error_body;
 use crate::http::{Reply, Request};
 use crate::model::{Endpoint, Fault, Incident, Note, Oncall, User};
 use crate::Shared;

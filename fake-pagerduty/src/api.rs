@@ -2,6 +2,7 @@
 //! checks, query validation, window/filter/earliest/pagination logic, and the
 //! response and error bodies in the spec's shapes.
 
+use crate::error_body::error_body;
 use crate::http::{Reply, Request};
 use crate::model::{Oncall, User};
 use crate::{Shared, State};
@@ -35,24 +36,6 @@ impl ApiError {
     pub fn reply(&self) -> Reply {
         Reply::json(self.status, error_body(self.message, self.code, &self.errors))
     }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInner<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorInner<'a> {
-    message: &'a str,
-    code: u32,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    errors: &'a [String],
-}
-
-/// `{"error":{"message":..,"code":..}}`, plus `"errors":[..]` when there are details.
-pub(crate) fn error_body(message: &str, code: u32, errors: &[String]) -> String {
-    serde_json::to_string(&ErrorBody { error: ErrorInner { message, code, errors } }).expect("error body serializes")
 }
 
 pub(crate) fn not_found() -> Reply {

@@ -88,8 +88,11 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             let _ = stream.set_write_timeout(Some(POLL));
-            let body =
-                crate::api::error_body("Service Unavailable", 2000, &["fake-pagerduty: too many open connections".to_string()]);
+            let body = crate::error_body::error_body(
+                "Service Unavailable",
+                2000,
+                &["fake-pagerduty: too many open connections".to_string()],
+            );
             let mut s = &stream;
             let _ = s.write_all(&head(503, &json_headers(), body.len() as u64, false));
             let _ = s.write_all(body.as_bytes());
@@ -142,7 +145,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             Err(ReadError::Closed) => return,
             Err(ReadError::Bad(status, msg)) => {
                 let message = if status == 400 { "Bad Request" } else { reason(status) };
-                let body = crate::api::error_body(message, 2001, &[msg]);
+                let body = crate::error_body::error_body(message, 2001, &[msg]);
                 let reply = Reply::json(status, body);
                 let _ = conn.send(reply, false);
                 return;

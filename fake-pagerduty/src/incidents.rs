@@ -4,9 +4,10 @@
 //! and the `incidents.write` scope.
 
 use crate::api::{
-    accept_ok, access, bad_accept, error_body, fmt_time, method_not_allowed, page_bounds, parse_bool, parse_int,
-    parse_time_param, unauthorized, user_json, Access, ApiError, API_BASE, DEFAULT_LIMIT, WEB_BASE,
+    accept_ok, access, bad_accept, fmt_time, method_not_allowed, page_bounds, parse_bool, parse_int, parse_time_param,
+    unauthorized, user_json, Access, ApiError, API_BASE, DEFAULT_LIMIT, WEB_BASE,
 };
+use crate::error_body::error_body;
 use crate::http::{Reply, Request};
 use crate::model::{Incident, Note, User};
 use crate::Shared;

@@ -6,6 +6,7 @@
 
 mod admin;
 mod api;
+mod error_body;
 mod http;
 mod incidents;
 mod model;
@@ -416,7 +417,7 @@ pub(crate) fn dispatch(shared: &Shared, req: &Request) -> Reply {
                 ("ratelimit-remaining".into(), "0".into()),
                 ("ratelimit-reset".into(), reset.to_string()),
             ],
-            body: api::error_body("Rate Limit Exceeded", 2020, &[]).into_bytes(),
+            body: error_body::error_body("Rate Limit Exceeded", 2020, &[]).into_bytes(),
         },
         Fault::RateLimited { reset_secs: None } => Reply::Full { status: 429, headers: Vec::new(), body: Vec::new() },
         Fault::Delay(d) => {

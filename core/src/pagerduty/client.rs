@@ -16,13 +16,9 @@ use chrono::{DateTime, Utc};
 
 use super::backoff::{exponential, jittered, splitmix64};
 use super::error::SyncError;
+use super::limits::{MAX_PAGE_LIMIT, OFFSET_LIMIT_CAP};
 use super::parse::parse_error_body;
 use super::transport::{HttpResponse, Transport, TransportError};
-
-/// PagerDuty's largest page.
-pub const MAX_PAGE_LIMIT: u32 = 100;
-/// PagerDuty answers 400 when `offset + limit` exceeds this.
-pub const OFFSET_LIMIT_CAP: u32 = 10_000;
 
 const ERROR_BODY_CAP: u64 = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;

@@ -5,8 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::fetch::OFFSET_LIMIT_CAP;
-use super::parse::clean_text;
+use super::limits::OFFSET_LIMIT_CAP;
 
 /// Longest piece of server-provided or detail text kept in an error.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
@@ -376,3 +375,49 @@ impl fmt::Display for NoteError {
 }
 
 impl std::error::Error for NoteError {}
+
+/// One line of at most `max_chars` characters: control and bidi-formatting characters become
+/// spaces, runs of whitespace collapse, and a cut is marked with `…`.
+pub(crate) fn clean_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 4));
+    let mut chars = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        let c = if c.is_control() || is_invisible_format(c) { ' ' } else { c };
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        let needed = if pending_space { 2 } else { 1 };
+        if chars + needed > max_chars {
+            out.push('…');
+            return out;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(c);
+        chars += needed;
+    }
+    out
+}
+
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_text_strips_controls_and_cuts() {
+        assert_eq!(clean_text("a\nb\t\tc\u{1b}[31m", 100), "a b c [31m");
+        assert_eq!(clean_text("  padded  ", 100), "padded");
+        assert_eq!(clean_text("abcdef", 3), "abc…");
+        assert_eq!(clean_text("ab cdef", 4), "ab c…");
+        assert_eq!(clean_text("évidemment", 3), "évi…");
+        assert_eq!(clean_text("x\u{202E}y", 10), "x y");
+    }
+}

@@ -27,7 +27,7 @@ use super::parse::parse_page;
 use super::transport::{Transport, UreqTransport};
 use super::{Shift, SyncConfig, SyncResult};
 
-pub use super::client::{MAX_PAGE_LIMIT, OFFSET_LIMIT_CAP};
+pub use super::limits::{MAX_PAGE_LIMIT, OFFSET_LIMIT_CAP};
 
 /// Rows one sync may hold (all queries together), so a runaway account cannot exhaust memory.
 pub const MAX_TOTAL_ROWS: usize = 1_000_000;

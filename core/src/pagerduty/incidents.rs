@@ -23,9 +23,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
-use super::client::{rfc3339_seconds, Client, PageInfo, Paged, RetryPolicy, OFFSET_LIMIT_CAP};
+use super::client::{rfc3339_seconds, Client, PageInfo, Paged, RetryPolicy};
 use super::error::SyncError;
 use super::fetch::MAX_TOTAL_ROWS;
+use super::limits::OFFSET_LIMIT_CAP;
 use super::parse_incidents::parse_incidents;
 use super::transport::{Transport, UreqTransport};
 use super::{Incident, IncidentSyncResult, SyncConfig};

@@ -4,7 +4,7 @@
 //! `fetch` the on-call sync and its 10,000-row split by policy, `incidents` the incident sync and
 //! its split by creation time, `notes` the single-attempt notes calls; `parse` and
 //! `parse_incidents` own the JSON shapes, `transport` owns HTTP (ureq), `error` owns what a DBA
-//! reads.
+//! reads, `limits` PagerDuty's pagination limits.
 //!
 //! Everything is blocking, keeps no global state and never panics on what the network sends;
 //! times are `i64` microseconds since the Unix epoch.
@@ -14,6 +14,7 @@ mod client;
 mod error;
 mod fetch;
 mod incidents;
+mod limits;
 mod notes;
 mod parse;
 mod parse_incidents;
