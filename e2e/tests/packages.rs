@@ -119,3 +119,32 @@ fn the_package_updates_every_release_in_place() {
         gate_smoke(&cluster, &format!("updated from {old}"));
     }
 }
+
+/// Upgrading a running server, in the README's order: the package (dpkg renames the new
+/// library over the old one; the running server keeps the old one mapped), a restart (the new
+/// library with the old catalog: it enforces it), then `ALTER EXTENSION pg_oncall UPDATE`.
+/// (Before the restart an update that adds C functions fails: PostgreSQL resolves them in the
+/// library the backend already loaded under that file name, the old one.) No way back down.
+#[test]
+#[ignore = "run by scripts/package-test.sh against the files a .deb installed"]
+fn package_then_restart_then_update_and_never_back() {
+    let version = version();
+    let old = RELEASED[0];
+    let mut cluster = Cluster::builder().extension_version(old).start();
+    let lib = e2e::cluster::pkglibdir().join("pg_oncall.so");
+    let fresh = lib.with_extension("so.dpkg-new");
+    std::fs::copy(&lib, &fresh).expect("copy the library");
+    std::fs::rename(&fresh, &lib).expect("rename it into place, as dpkg does");
+    gate_smoke(&cluster, "the running server after the package was replaced");
+    cluster.restart();
+    let mut admin = cluster.connect();
+    assert_eq!(extversion(&mut admin), old);
+    gate_smoke(&cluster, &format!("restarted on the new library, {old} catalog"));
+    admin
+        .batch_execute("ALTER EXTENSION pg_oncall UPDATE")
+        .unwrap_or_else(|e| panic!("ALTER EXTENSION UPDATE after the restart: {}", error_text(&e)));
+    assert_eq!(extversion(&mut admin), version);
+    gate_smoke(&cluster, "updated after the restart");
+    let e = admin.batch_execute(&format!("ALTER EXTENSION pg_oncall UPDATE TO '{old}'")).expect_err("no downgrade path");
+    assert!(error_text(&e).contains("no update path"), "{}", error_text(&e));
+}
