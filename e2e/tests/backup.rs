@@ -65,16 +65,30 @@ fn source() -> Cluster {
     cluster
 }
 
+/// The dump files, removed when the test ends, passed or failed.
+struct Dump {
+    globals: String,
+    archive: String,
+}
+
+impl Drop for Dump {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.globals);
+        let _ = std::fs::remove_file(&self.archive);
+    }
+}
+
 /// `pg_dumpall --globals-only` (the roles) and `pg_dump -Fc` of database postgres, into files
 /// under /tmp named after `name` (they outlive the source cluster).
-fn dump(cluster: &Cluster, name: &str) -> (String, String) {
+fn dump(cluster: &Cluster, name: &str) -> Dump {
     let base = std::env::temp_dir().join(format!("pg_oncall-backup-{}-{name}", std::process::id()));
     let (globals, archive) = (format!("{}.sql", base.display()), format!("{}.dump", base.display()));
+    let files = Dump { globals: globals.clone(), archive: archive.clone() };
     let out = run("pg_dumpall --globals-only", cluster.client("pg_dumpall").args(["--globals-only", "-f", &globals]).output());
     assert!(out.status.success());
     let out = run("pg_dump -Fc", cluster.client("pg_dump").args(["-Fc", "-d", "postgres", "-f", &archive]).output());
     assert!(out.status.success());
-    (globals, archive)
+    files
 }
 
 /// The roles first (errors for the roles the target already has are expected), then the
@@ -110,7 +124,8 @@ fn visible_accounts(cluster: &Cluster, role: &str, db: &str) -> String {
 #[test]
 fn a_dump_restores_into_a_cluster_with_the_library_and_the_gate_enforces_it() {
     let src = source();
-    let (globals, archive) = dump(&src, "lib");
+    let files = dump(&src, "lib");
+    let (globals, archive) = (files.globals.as_str(), files.archive.as_str());
     let mut s = src.connect();
     let tables = [
         "SELECT g::text FROM oncall.gated_roles AS g ORDER BY 1",
@@ -130,9 +145,7 @@ fn a_dump_restores_into_a_cluster_with_the_library_and_the_gate_enforces_it() {
         .without_pg_oncall()
         .conf(&["shared_preload_libraries = 'pg_oncall'", "pg_oncall.database = 'postgres'"])
         .start();
-    let out = restore(&dst, "postgres", &globals, &archive, true);
-    let _ = std::fs::remove_file(&archive);
-    let _ = std::fs::remove_file(&globals);
+    let out = restore(&dst, "postgres", globals, archive, true);
     assert!(out.status.success(), "pg_restore --exit-on-error succeeds:\n{}", String::from_utf8_lossy(&out.stderr));
     let mut admin = dst.connect();
     let after: Vec<Vec<String>> = tables.iter().map(|q| rows(&mut admin, q)).collect();
@@ -170,12 +183,13 @@ fn a_dump_restores_into_a_cluster_with_the_library_and_the_gate_enforces_it() {
 #[test]
 fn without_the_library_preloaded_the_restore_fails_closed_and_says_why() {
     let src = source();
-    let (g, a) = dump(&src, "nolib");
+    let files = dump(&src, "nolib");
+    let (g, a) = (files.globals.as_str(), files.archive.as_str());
     drop(src);
 
     // pg_oncall's files are installed, but it is not in shared_preload_libraries.
     let dst = Cluster::builder().without_pg_oncall().start();
-    let stop = restore(&dst, "postgres", &g, &a, true);
+    let stop = restore(&dst, "postgres", g, a, true);
     assert!(!stop.status.success(), "pg_restore --exit-on-error stops");
     let stderr = String::from_utf8_lossy(&stop.stderr);
     assert!(stderr.contains("pg_oncall must be loaded via shared_preload_libraries"), "the error names the cause:\n{stderr}");
@@ -185,7 +199,7 @@ fn without_the_library_preloaded_the_restore_fails_closed_and_says_why() {
     // Without --exit-on-error the rest restores; pg_oncall's rows do not, and the table whose
     // policy asks pg_oncall keeps RLS on without its policy: closed to everyone but its owner.
     admin.batch_execute("DROP TABLE IF EXISTS public.accounts").unwrap();
-    let out = restore(&dst, "postgres", &g, &a, false);
+    let out = restore(&dst, "postgres", g, a, false);
     assert!(!out.status.success(), "pg_restore reports the errors it ignored");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("errors ignored on restore"), "{stderr}");
@@ -211,7 +225,7 @@ fn without_the_library_preloaded_the_restore_fails_closed_and_says_why() {
     let mut dst = dst;
     dst.restart();
     dst.connect().batch_execute("CREATE DATABASE restored").unwrap();
-    let out = restore(&dst, "restored", &g, &a, true);
+    let out = restore(&dst, "restored", g, a, true);
     assert!(
         out.status.success(),
         "the restore succeeds once the library is preloaded:\n{}",
@@ -228,6 +242,4 @@ fn without_the_library_preloaded_the_restore_fails_closed_and_says_why() {
     );
     assert_eq!(visible_accounts(&dst, "alice", "restored"), "2");
     assert_eq!(visible_accounts(&dst, "bob", "restored"), "0");
-    let _ = std::fs::remove_file(&a);
-    let _ = std::fs::remove_file(&g);
 }
