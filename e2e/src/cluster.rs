@@ -113,6 +113,13 @@ pub fn chroot_dir() -> Option<PathBuf> {
     std::env::var_os("PG_ONCALL_CHROOT").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
+/// `chroot` as this process's PATH finds it (`/usr/sbin/chroot` on Debian).
+fn chroot_program() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("chroot")).find(|p| p.is_file()))
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/chroot"))
+}
+
 /// The major version of the installation under test (`pg_config --version`).
 pub fn server_major() -> u32 {
     let out = Command::new(pg_config())
@@ -823,7 +830,8 @@ impl Cluster {
                 let inner = path
                     .strip_prefix(&chroot)
                     .unwrap_or_else(|_| panic!("e2e: {} is not inside PG_ONCALL_CHROOT {}", path.display(), chroot.display()));
-                let mut c = Command::new("chroot");
+                // Found on our PATH: the clean PATH set below (for the client) has no /usr/sbin.
+                let mut c = Command::new(chroot_program());
                 c.arg(&chroot).arg("/usr/bin/env").arg("-C").arg(dir).arg(Path::new("/").join(inner));
                 c
             }

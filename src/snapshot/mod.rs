@@ -358,3 +358,18 @@ pub fn clear() {
 pub fn overflowed() -> bool {
     segment::shared().is_some_and(|s| s.overflowed.load(Ordering::Relaxed))
 }
+
+/// (entries in the published snapshot, capacity) per array of the segment, for monitoring
+/// (`oncall.pg_stat_oncall_sync`): a load past a capacity is refused whole.
+pub struct Usage {
+    pub shifts: (usize, usize),
+    pub gated_roles: (usize, usize),
+    pub identities: (usize, usize),
+    /// Escalation policy and schedule ids of gated roles (a pool sized by max_gated_roles).
+    pub ids: (usize, usize),
+}
+
+/// `None` when the library is not preloaded (no segment).
+pub fn usage() -> Option<Usage> {
+    segment::usage()
+}

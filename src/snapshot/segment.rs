@@ -216,3 +216,24 @@ unsafe fn copy_in(shared: &Shared, snap: &Snapshot) {
         (*shared_mut).incidents_last_success = snap.incidents_last_success;
     }
 }
+
+/// What the published snapshot holds against the capacity the segment was laid out for
+/// (zeros before the first publish), read under the shared lock.
+pub(super) fn usage() -> Option<super::Usage> {
+    let shared = shared()?;
+    let cap = shared.capacity;
+    // SAFETY: the lock pointer was set at segment creation; the counts change only under the
+    // exclusive lock.
+    let (shifts, roles, identities, ids) = unsafe {
+        pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_SHARED);
+        let counts = (shared.n_shifts, shared.n_roles, shared.n_identities, shared.n_ids);
+        pg_sys::LWLockRelease(shared.lock);
+        counts
+    };
+    Some(super::Usage {
+        shifts: (shifts, cap.shifts),
+        gated_roles: (roles, cap.roles),
+        identities: (identities, cap.identities),
+        ids: (ids, cap.ids),
+    })
+}
