@@ -383,7 +383,9 @@ impl Cluster {
             "listen_addresses = '127.0.0.1'".into(),
             format!("unix_socket_directories = '{}'", cluster.root.display()),
             "logging_collector = off".into(),
-            "log_line_prefix = '%m [%p] %q%u@%d '".into(),
+            // `%e`: every line carries its SQLSTATE; pg_oncall's audit lines carry OC000, which
+            // tells them from forged ones (see `audit.rs`, which parses this prefix).
+            format!("log_line_prefix = {}", quote_literal(crate::audit::LOG_LINE_PREFIX)),
             "fsync = off".into(),
             "shared_buffers = '32MB'".into(),
         ];
@@ -875,6 +877,22 @@ impl Cluster {
             }
             return;
         }
+        self.sync_point();
+    }
+
+    /// A sync point with the snapshot: commits a probe shift, waits until decisions see it,
+    /// deletes it and waits until they no longer do. Every change committed before the call
+    /// has then reached the snapshot too (the worker reloads whole tables, in commit order),
+    /// and the worker has finished the loop turn that published it. Tests that must show that
+    /// something did *not* happen after a change wait for this instead of sleeping. Makes no
+    /// gate decision (nothing is counted or logged). On a standby, the probe is committed on
+    /// the primary and watched on the standby.
+    pub fn sync_point(&self) {
+        if let Some(primary) = self.primary_config() {
+            let writer = primary.connect(NoTls).unwrap_or_else(|e| panic!("e2e: sync point: cannot reach the primary: {e}"));
+            self.wait_standby_follows(writer);
+            return;
+        }
         let mut c = self.connect();
         let probe = |c: &mut Client| -> bool {
             c.query_one("SELECT oncall.is_on_call($1)", &[&PROBE_EMAIL]).expect("e2e: is_on_call probe").get(0)
@@ -892,6 +910,15 @@ impl Cluster {
             "e2e: the snapshot did not drop the probe shift within 10 s\n{}",
             self.log_tail()
         );
+    }
+
+    /// `SELECT oncall.refresh()` as the superuser, failing the test (with the log's tail) if
+    /// the sync fails.
+    #[track_caller]
+    pub fn refresh(&self) {
+        if let Err(e) = self.connect().batch_execute("SELECT oncall.refresh()") {
+            panic!("oncall.refresh() failed: {}\n{}", error_text(&e), self.log_tail());
+        }
     }
 
     fn wait_standby_follows(&self, mut writer: Client) {

@@ -3,8 +3,6 @@
 //! exactly the schema of a fresh install, and is enforced by the new library before and after
 //! the update.
 
-use std::time::Duration;
-
 use e2e::*;
 use postgres::Client;
 
@@ -80,16 +78,12 @@ fn fill(admin: &mut Client) {
 /// Whether `user` may SET ROLE prod_admin (waiting for the snapshot to catch up).
 fn may_switch(cluster: &Cluster, user: &str) -> bool {
     let mut session = cluster.connect_as(user);
-    wait_until(Duration::from_secs(5), || session.batch_execute("SET ROLE prod_admin; RESET ROLE").is_ok())
+    wait_until(PATIENCE, || session.batch_execute("SET ROLE prod_admin; RESET ROLE").is_ok())
 }
 
 /// Whether `user` may SET ROLE prod_admin once every committed change reached the snapshot.
 fn may_switch_now(cluster: &Cluster, user: &str) -> bool {
-    let mut admin = cluster.connect();
-    admin.execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', $1)", &[&PROBE_EMAIL]).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || is_on_call(&mut admin, PROBE_EMAIL)), "the snapshot follows the tables");
-    admin.execute("DELETE FROM oncall.shifts WHERE email = $1", &[&PROBE_EMAIL]).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || !is_on_call(&mut admin, PROBE_EMAIL)), "the snapshot follows the tables");
+    cluster.sync_point();
     cluster.connect_as(user).batch_execute("SET ROLE prod_admin").is_ok()
 }
 
