@@ -1,6 +1,20 @@
 //! Elevations (DESIGN.md, "Elevations: accountability while privileged"): statement audit
 //! lines, the `oncall.elevations` record and each way an elevation ends, reasons, time limits,
-//! warnings, the bounded queue, and standbys.
+//! warnings, the bounded queue, and standbys. Each test on its own cluster (`e2e::team`, with
+//! the rule's extra arguments where the test needs them).
+//!
+//! | case | test |
+//! |---|---|
+//! | every statement of an elevation logged (nested, rolled back, escaped), counted and recorded with its reason | `statements_of_an_elevation_are_logged_counted_and_recorded` |
+//! | `reset`, `switch`, `session_end` (quit, terminated), `shift_end` | `every_end_reason_is_recorded` |
+//! | `max_duration` ends an elevation; a new switch starts another | `time_limit_ends_an_elevation_and_a_new_switch_starts_another` |
+//! | `require_reason` refuses a switch without one (blank too) | `require_reason_refuses_a_switch_without_one` |
+//! | one NOTICE per elevation when the end is near | `a_warning_once_when_the_end_is_near` |
+//! | `pg_oncall.log_statements` = none, ddl, mod, all | `log_statements_levels` |
+//! | a `SET role` function called per row is one elevation | `a_function_with_set_role_called_per_row_is_one_elevation` |
+//! | a full queue drops and counts | `a_full_queue_loses_what_it_counts` |
+//! | records survive a crash; open ones are closed at restart | `records_survive_a_crash_and_a_restart` |
+//! | a standby logs elevations but records none | `a_standby_logs_elevations_but_does_not_record_them` |
 
 use std::time::Duration;
 
