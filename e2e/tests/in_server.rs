@@ -5,8 +5,6 @@
 //! functions' input cases run as a non-superuser (a superuser would be answered before the
 //! input is looked at).
 
-use std::time::Duration;
-
 use e2e::*;
 use postgres::error::SqlState;
 use postgres::Client;
@@ -156,8 +154,8 @@ fn decision_functions_take_bad_input_calmly() {
     // identity is never on call: a gated role answers false, anything else true).
     runs(&mut admin, "CREATE ROLE gated_x NOLOGIN; SELECT oncall.gate_role('gated_x')");
     assert!(
-        wait_until(Duration::from_secs(5), || bool_of(&mut plain, "SELECT oncall.check_oncall_access('gated_x')") == Some(false)),
-        "the gated role is not refused to plain_user within 5 s\n{}",
+        wait_until(PATIENCE, || bool_of(&mut plain, "SELECT oncall.check_oncall_access('gated_x')") == Some(false)),
+        "the gated role is not refused to plain_user within {PATIENCE:?}\n{}",
         cluster.log_tail()
     );
     let cases: &[(&str, Option<bool>)] = &[
