@@ -113,6 +113,16 @@ pub fn chroot_dir() -> Option<PathBuf> {
     std::env::var_os("PG_ONCALL_CHROOT").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
+/// The `chroot` program of this machine (in /usr/sbin on Debian, which a client's clean PATH
+/// does not search).
+fn chroot_program() -> PathBuf {
+    ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot", "/bin/chroot"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("chroot"))
+}
+
 /// The major version of the installation under test (`pg_config --version`).
 pub fn server_major() -> u32 {
     let out = Command::new(pg_config())
@@ -825,7 +835,8 @@ impl Cluster {
                 let inner = path
                     .strip_prefix(&chroot)
                     .unwrap_or_else(|_| panic!("e2e: {} is not inside PG_ONCALL_CHROOT {}", path.display(), chroot.display()));
-                let mut c = Command::new("chroot");
+                // By its path: the PATH below (the client's) would not find it in /usr/sbin.
+                let mut c = Command::new(chroot_program());
                 c.arg(&chroot).arg("/usr/bin/env").arg("-C").arg(dir).arg(Path::new("/").join(inner));
                 c
             }

@@ -21,9 +21,12 @@ fn schema(cluster: &Cluster) -> String {
            FROM pg_catalog.pg_depend AS d, pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) AS o
           WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
             AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension AS e WHERE e.extname = 'pg_oncall')
-            -- A table's row type goes with the table.
+            -- A table's row type, and (a member from PostgreSQL 17) its array type, go with the table.
             AND NOT (d.classid = 'pg_catalog.pg_type'::regclass
-                     AND EXISTS (SELECT FROM pg_catalog.pg_type AS t WHERE t.oid = d.objid AND t.typrelid <> 0))
+                     AND EXISTS (SELECT FROM pg_catalog.pg_type AS t
+                                  WHERE t.oid = d.objid
+                                    AND (t.typrelid <> 0
+                                         OR EXISTS (SELECT FROM pg_catalog.pg_type AS e WHERE e.oid = t.typelem AND e.typrelid <> 0))))
           ORDER BY 1",
     );
     assert!(!detach.is_empty(), "the extension has members");
