@@ -2,8 +2,10 @@
 # Needs: BENCH_DIR (the run's directory), BINDIR (PostgreSQL's bindir), RESULTS (the TSV file the
 # figures are appended to). Clusters live in $BENCH_DIR/<name>/ (data/, server.log, the socket).
 
-IS_ROOT=""
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
+# die, IS_ROOT, as_postgres, new_token_file, start_fake_pagerduty, start_on_free_port
+LIB_NAME=bench
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 log() { echo "bench: $*" >&2; }
 
@@ -14,19 +16,7 @@ BENCH_CPU=${BENCH_CPU:-$(($(nproc) - 1))}
 PIN=()
 if [ "$BENCH_CPU" != none ] && command -v taskset >/dev/null; then PIN=(taskset -c "$BENCH_CPU"); fi
 pinned() { "${PIN[@]}" "$@"; }
-die() {
-    echo "bench: error: $*" >&2
-    exit 1
-}
-
-as_postgres() {
-    if [ -n "$IS_ROOT" ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-pinned_as_postgres() {
-    if [ -n "$IS_ROOT" ]; then "${PIN[@]}" runuser -u postgres -- "$@"; else "${PIN[@]}" "$@"; fi
-}
-
-port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+pinned_as_postgres() { as_postgres "${PIN[@]}" "$@"; }
 
 # cluster_port NAME: the port a cluster listens on (written by cluster_create).
 cluster_port() { cat "$BENCH_DIR/$1/port"; }
@@ -61,24 +51,10 @@ cluster_create() {
         fi
         for line in "$@"; do echo "$line"; done
     } >>"$dir/data/postgresql.conf"
-    local port="" candidate attempt
-    for attempt in 1 2 3 4 5 6; do
-        candidate=$((20000 + RANDOM % 30000))
-        port_busy "$candidate" && continue
-        [ ! -e "$dir/.s.PGSQL.$candidate" ] || continue
-        sed -i '/^port = /d' "$dir/data/postgresql.conf"
-        echo "port = $candidate" >>"$dir/data/postgresql.conf"
-        if pinned_as_postgres timeout 90 "$BINDIR/pg_ctl" -D "$dir/data" -p "${POSTGRES_BIN:-$BINDIR/postgres}" -l "$dir/server.log" -w -t 60 start \
-            >>"$dir/pg_ctl.log" 2>&1; then
-            port=$candidate
-            break
-        fi
-        grep -qE 'could not bind|could not create lock file|Address already in use' "$dir/server.log" 2>/dev/null ||
-            die "pg_ctl start $name failed: $(tail -n 10 "$dir/server.log" 2>/dev/null)"
-    done
-    [ -n "$port" ] || die "no free port for cluster $name"
-    echo "$port" >"$dir/port"
-    log "cluster $name: port $port, preload=$preload, data $dir/data"
+    start_on_free_port "$dir/data" "$dir/server.log" "$dir/pg_ctl.log" \
+        pinned_as_postgres timeout 90 "$BINDIR/pg_ctl" -D "$dir/data" -p "${POSTGRES_BIN:-$BINDIR/postgres}" -l "$dir/server.log" -w -t 60 start
+    echo "$PORT" >"$dir/port"
+    log "cluster $name: port $PORT, preload=$preload, data $dir/data"
 }
 
 cluster_stop() {

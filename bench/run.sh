@@ -176,23 +176,9 @@ FAKE_BIN=$REPO/target/release/fake-pagerduty
 log "building the fake PagerDuty (cargo build --release -p fake-pagerduty; quick when up to date)"
 (cd "$REPO" && cargo build --release -q -p fake-pagerduty) || die "cannot build the fake PagerDuty"
 TOKEN_FILE=$BENCH_DIR/pagerduty.token
-(
-    umask 077
-    printf 'bench-%s\n' "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$TOKEN_FILE"
-)
-[ -z "$IS_ROOT" ] || chown postgres:postgres "$TOKEN_FILE"
+new_token_file "$TOKEN_FILE" bench
 bash "$REPO/bench/sync/schedule.sh" small >"$BENCH_DIR/schedule-small.json"
-"$FAKE_BIN" --port 0 --token-file "$TOKEN_FILE" --schedule "$BENCH_DIR/schedule-small.json" \
-    </dev/null >"$BENCH_DIR/fake-pagerduty.log" 2>&1 &
-FAKE_PID=$!
-FAKE_URL=""
-for _ in $(seq 100); do
-    FAKE_URL=$(sed -n 's/^fake-pagerduty listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$BENCH_DIR/fake-pagerduty.log" | head -n 1)
-    [ -n "$FAKE_URL" ] && break
-    kill -0 "$FAKE_PID" 2>/dev/null || die "the fake PagerDuty exited: $(cat "$BENCH_DIR/fake-pagerduty.log")"
-    sleep 0.1
-done
-[ -n "$FAKE_URL" ] || die "the fake PagerDuty did not start"
+start_fake_pagerduty "$FAKE_BIN" "$TOKEN_FILE" "$BENCH_DIR/schedule-small.json" "$BENCH_DIR/fake-pagerduty.log"
 export FAKE_URL
 log "fake PagerDuty $FAKE_URL (pid $FAKE_PID)"
 

@@ -48,8 +48,9 @@ case "${1:-}" in
         schedule | curl -fsS --max-time 10 -X PUT --data-binary @- "$DEMO_FAKE_URL/_admin/oncalls"
         echo
         PG_ONCALL_CHROOT=${DEMO_CHROOT:-}
-        # shellcheck source=scripts/pgrun.sh
-        . "$REPO/scripts/pgrun.sh"
+        LIB_NAME=demo-schedule
+        # shellcheck source=scripts/lib.sh
+        . "$REPO/scripts/lib.sh"
         PGCONNECT_TIMEOUT=10 pg_client timeout 60 "$DEMO_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
             "host=127.0.0.1 port=$DEMO_PG_PORT dbname=postgres user=postgres" -c "SELECT oncall.refresh()"
         echo "demo-schedule: schedule replaced; bob@example.com goes on call at $(date -d "+${BOB_STARTS_IN} seconds" '+%H:%M:%S %Z')"

@@ -14,16 +14,10 @@ QUIET=""
 
 say() { [ -n "$QUIET" ] || echo "$@"; }
 
-# as_postgres: PostgreSQL's programs as the server's OS user, in PG_ONCALL_CHROOT when set.
-# shellcheck source=scripts/pgrun.sh
-. "$REPO/scripts/pgrun.sh"
-
-# Is $1 a live process whose command line contains $2?
-alive_with() {
-    local pid=$1 needle=$2
-    [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$needle"
-}
+# as_postgres, alive_with
+LIB_NAME=demo-stop
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 stop_cluster() {
     local dir=$1 data=$1/data bindir pid

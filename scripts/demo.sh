@@ -29,8 +29,6 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 STARTED_AT=$(date +%s)
-IS_ROOT=""
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
 
 STEP="preflight"
 N=0
@@ -44,14 +42,10 @@ step() {
     echo "==> $STEP"
 }
 info() { echo "    $*"; }
-die() {
-    echo "demo: error: $*" >&2
-    exit 1
-}
-# as_postgres, pg_client: PostgreSQL's programs as the server's OS user or as us, in
-# PG_ONCALL_CHROOT when set.
-# shellcheck source=scripts/pgrun.sh
-. "$REPO/scripts/pgrun.sh"
+# die, IS_ROOT, as_postgres, pg_client, new_token_file, start_fake_pagerduty, start_on_free_port
+LIB_NAME=demo
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 on_exit() {
     local rc=$?
@@ -140,12 +134,8 @@ fi
 step "Starting the fake PagerDuty with the demo schedule"
 TOKEN_FILE=$DEMO_DIR/pagerduty.token
 WRITE_TOKEN_FILE=$DEMO_DIR/pagerduty-write.token
-(
-    umask 077
-    printf 'demo-%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$TOKEN_FILE"
-    printf 'demo-write-%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$WRITE_TOKEN_FILE"
-)
-chmod 0600 "$TOKEN_FILE" "$WRITE_TOKEN_FILE"
+new_token_file "$TOKEN_FILE" demo
+new_token_file "$WRITE_TOKEN_FILE" demo-write
 # The user notes on incidents are posted as (the From header): a user of the account.
 echo '[{"email": "pg-oncall@example.com", "name": "pg_oncall"}]' >"$DEMO_DIR/users.json"
 bash "$REPO/scripts/demo-schedule.sh" >"$DEMO_DIR/schedule.json"
@@ -154,19 +144,9 @@ BOB_START=$(grep -A2 '"bob@example.com"' "$DEMO_DIR/schedule.json" | sed -n 's/.
 BOB_START_LOCAL=$(date -d "$BOB_START" '+%H:%M:%S %Z')
 BOB_START_EPOCH=$(date -d "$BOB_START" +%s)
 
-nohup "$FAKE_BIN" --port 0 --token-file "$TOKEN_FILE" --write-token-file "$WRITE_TOKEN_FILE" \
-    --schedule "$DEMO_DIR/schedule.json" --users "$DEMO_DIR/users.json" \
-    </dev/null >"$DEMO_DIR/fake-pagerduty.log" 2>&1 &
-FAKE_PID=$!
+start_fake_pagerduty "$FAKE_BIN" "$TOKEN_FILE" "$DEMO_DIR/schedule.json" "$DEMO_DIR/fake-pagerduty.log" \
+    --write-token-file "$WRITE_TOKEN_FILE" --users "$DEMO_DIR/users.json"
 echo "$FAKE_PID" >"$DEMO_DIR/fake-pagerduty.pid"
-FAKE_URL=""
-for _ in $(seq 150); do # up to 15 s
-    FAKE_URL=$(sed -n 's/^fake-pagerduty listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$DEMO_DIR/fake-pagerduty.log" | head -n 1)
-    [ -n "$FAKE_URL" ] && break
-    kill -0 "$FAKE_PID" 2>/dev/null || die "the fake PagerDuty exited: $(cat "$DEMO_DIR/fake-pagerduty.log")"
-    sleep 0.1
-done
-[ -n "$FAKE_URL" ] || die "the fake PagerDuty did not report its port within 15 s: $(cat "$DEMO_DIR/fake-pagerduty.log")"
 info "fake PagerDuty: $FAKE_URL (pid $FAKE_PID; read-only token in $TOKEN_FILE, write token for notes in"
 info "  $WRITE_TOKEN_FILE, both mode 0600)"
 info "schedule (escalation policy PDEMO01, $DEMO_DIR/schedule.json):"
@@ -208,25 +188,8 @@ log_line_prefix = '%m [%p] %q%u@%d '
 CONF
 [ -z "$IS_ROOT" ] || chown postgres:postgres "$DEMO_DIR/data/pg_hba.conf"
 
-port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-PORT=""
-for attempt in 1 2 3 4 5; do
-    candidate=$((20000 + RANDOM % 30000))
-    port_busy "$candidate" && continue
-    echo "port = $candidate" >>"$DEMO_DIR/data/postgresql.conf"
-    log_before=$(stat -c %s "$DEMO_DIR/server.log" 2>/dev/null || echo 0)
-    if (cd "$DEMO_DIR" && as_postgres timeout 90 "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/server.log" \
-        -w -t 60 start) >>"$DEMO_DIR/commands.log" 2>&1; then
-        PORT=$candidate
-        break
-    fi
-    if tail -c +"$((log_before + 1))" "$DEMO_DIR/server.log" 2>/dev/null | grep -qE 'could not bind|Address already in use'; then
-        info "port $candidate was taken meanwhile (attempt $attempt); trying another"
-        continue
-    fi
-    die "pg_ctl start failed: $(tail -n 20 "$DEMO_DIR/commands.log")"
-done
-[ -n "$PORT" ] || die "could not find a free port for PostgreSQL in 5 attempts"
+start_on_free_port "$DEMO_DIR/data" "$DEMO_DIR/server.log" "$DEMO_DIR/commands.log" \
+    as_postgres timeout 90 "$BINDIR/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/server.log" -w -t 60 start
 
 cat >"$DEMO_DIR/demo.env" <<ENV
 # written by scripts/demo.sh; read by demo-stop.sh and demo-schedule.sh --apply

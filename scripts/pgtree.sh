@@ -40,7 +40,9 @@ while [ $# -gt 1 ]; do
     shift
 done
 [ $# -eq 1 ] || { echo "usage: $0 [--debug] [--payload ROOT] DIR" >&2; exit 2; }
-die() { echo "pgtree: $*" >&2; exit 1; }
+LIB_NAME=pgtree
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 mkdir -p "$1"
 dir=$(cd "$1" && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}

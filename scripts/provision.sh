@@ -37,10 +37,9 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 say() { echo "provision: $*" >&2; }
-die() {
-    echo "provision: error: $*" >&2
-    exit 1
-}
+LIB_NAME=provision
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 # apt_install PKG...: Debian packages on this machine, when missing.
 apt_install() {

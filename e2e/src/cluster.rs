@@ -113,11 +113,14 @@ pub fn chroot_dir() -> Option<PathBuf> {
     std::env::var_os("PG_ONCALL_CHROOT").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// `chroot` as this process's PATH finds it (`/usr/sbin/chroot` on Debian).
+/// The `chroot` program of this machine (in /usr/sbin on Debian, which a client's clean PATH
+/// does not search).
 fn chroot_program() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("chroot")).find(|p| p.is_file()))
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/chroot"))
+    ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot", "/bin/chroot"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("chroot"))
 }
 
 /// The major version of the installation under test (`pg_config --version`).
@@ -390,7 +393,9 @@ impl Cluster {
             "listen_addresses = '127.0.0.1'".into(),
             format!("unix_socket_directories = '{}'", cluster.root.display()),
             "logging_collector = off".into(),
-            "log_line_prefix = '%m [%p] %q%u@%d '".into(),
+            // `%e`: every line carries its SQLSTATE; pg_oncall's audit lines carry OC000, which
+            // tells them from forged ones (see `audit.rs`, which parses this prefix).
+            format!("log_line_prefix = {}", quote_literal(crate::audit::LOG_LINE_PREFIX)),
             "fsync = off".into(),
             "shared_buffers = '32MB'".into(),
         ];
@@ -830,7 +835,7 @@ impl Cluster {
                 let inner = path
                     .strip_prefix(&chroot)
                     .unwrap_or_else(|_| panic!("e2e: {} is not inside PG_ONCALL_CHROOT {}", path.display(), chroot.display()));
-                // Found on our PATH: the clean PATH set below (for the client) has no /usr/sbin.
+                // By its path: the PATH below (the client's) would not find it in /usr/sbin.
                 let mut c = Command::new(chroot_program());
                 c.arg(&chroot).arg("/usr/bin/env").arg("-C").arg(dir).arg(Path::new("/").join(inner));
                 c
@@ -883,6 +888,22 @@ impl Cluster {
             }
             return;
         }
+        self.sync_point();
+    }
+
+    /// A sync point with the snapshot: commits a probe shift, waits until decisions see it,
+    /// deletes it and waits until they no longer do. Every change committed before the call
+    /// has then reached the snapshot too (the worker reloads whole tables, in commit order),
+    /// and the worker has finished the loop turn that published it. Tests that must show that
+    /// something did *not* happen after a change wait for this instead of sleeping. Makes no
+    /// gate decision (nothing is counted or logged). On a standby, the probe is committed on
+    /// the primary and watched on the standby.
+    pub fn sync_point(&self) {
+        if let Some(primary) = self.primary_config() {
+            let writer = primary.connect(NoTls).unwrap_or_else(|e| panic!("e2e: sync point: cannot reach the primary: {e}"));
+            self.wait_standby_follows(writer);
+            return;
+        }
         let mut c = self.connect();
         let probe = |c: &mut Client| -> bool {
             c.query_one("SELECT oncall.is_on_call($1)", &[&PROBE_EMAIL]).expect("e2e: is_on_call probe").get(0)
@@ -900,6 +921,15 @@ impl Cluster {
             "e2e: the snapshot did not drop the probe shift within 10 s\n{}",
             self.log_tail()
         );
+    }
+
+    /// `SELECT oncall.refresh()` as the superuser, failing the test (with the log's tail) if
+    /// the sync fails.
+    #[track_caller]
+    pub fn refresh(&self) {
+        if let Err(e) = self.connect().batch_execute("SELECT oncall.refresh()") {
+            panic!("oncall.refresh() failed: {}\n{}", error_text(&e), self.log_tail());
+        }
     }
 
     fn wait_standby_follows(&self, mut writer: Client) {

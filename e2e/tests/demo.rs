@@ -259,7 +259,7 @@ fn make_demo_runs_and_stops() {
     assert_eq!(stop.status, Some(0), "demo-stop.sh failed:\n{}", stop.all());
     assert!(!data.join("postmaster.pid").exists(), "postmaster.pid is gone:\n{}", stop.all());
     assert!(connect(port, "postgres").is_err(), "the cluster no longer accepts connections");
-    assert!(wait_until(Duration::from_secs(5), || !pid_alive(fake_pid)), "the fake PagerDuty (pid {fake_pid}) is gone");
+    assert!(wait_until(e2e::PATIENCE, || !pid_alive(fake_pid)), "the fake PagerDuty (pid {fake_pid}) is gone");
     let again = run_script("demo-stop.sh", &dir, STOP_TIMEOUT);
     assert_eq!(again.status, Some(0), "a second demo-stop.sh fails:\n{}", again.all());
 }

@@ -2,15 +2,25 @@
 //! row; each bad set-up returns exactly its finding (severity and object), and applying the
 //! finding's `fix` (run the way psql runs it: statement by statement) or the equivalent SQL
 //! makes it disappear.
+//!
+//! | case | test |
+//! |---|---|
+//! | a clean set-up: no row; doctor is for superusers | `clean_setup_has_no_findings` |
+//! | inheriting members (per role on 15, per grant from 16), chains, LOGIN without gate_login, SUPERUSER, BYPASSRLS/CREATEROLE, ADMIN OPTION, missing identities, dropped gated roles | `role_findings_appear_and_their_fixes_clear_them` |
+//! | enforcement not `enforce`, a missing token (no file, missing, blank), a stale sync | `setting_findings_appear_and_their_fixes_clear_them` |
+//! | doctor in a database the worker does not read | `doctor_in_another_database_says_the_worker_reads_elsewhere` |
+//! | non-superuser CREATEROLE (15; refused by PostgreSQL from 16) | `createrole_holders_are_reported` |
+//! | SECURITY DEFINER functions and views of a gated role usable by others, its default privileges granted to others, two roles resolving to one identity | `object_and_identity_findings_appear_and_their_fixes_clear_them` |
+//! | roles that can read/write server files (the token file) | `doctor_reports_server_file_readers` |
+//! | … also NOINHERIT members (SET ROLE pg_read_server_files) (was bypass B3) | `doctor_reports_noinherit_server_file_readers` |
+//!
+//! The library not preloaded: `lifecycle.rs`; an overflowing snapshot: `fail_closed.rs`.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use e2e::*;
 use fake_pagerduty::{Fault, FakePagerDuty};
 use postgres::Client;
-
-const TOKEN: &str = "doctor-e2e-token-5f1c";
 
 #[derive(Debug, Clone)]
 struct Finding {
@@ -33,13 +43,13 @@ fn keys(findings: &[Finding]) -> BTreeSet<(String, String)> {
     findings.iter().map(|f| (f.severity.clone(), f.object.clone())).collect()
 }
 
-/// Waits (up to 5 s: some findings follow a reload or the worker's next sync) until doctor()
+/// Waits (some findings follow a reload or the worker's next sync) until doctor()
 /// returns exactly `expected` (severity, object) pairs, and returns the findings.
 #[track_caller]
 fn expect_findings(admin: &mut Client, expected: &[(&str, &str)], what: &str) -> Vec<Finding> {
     let want: BTreeSet<(String, String)> = expected.iter().map(|(s, o)| (s.to_string(), o.to_string())).collect();
     let mut got = Vec::new();
-    let ok = wait_until(Duration::from_secs(5), || {
+    let ok = wait_until(PATIENCE, || {
         got = doctor(admin);
         keys(&got) == want
     });
@@ -75,21 +85,11 @@ fn run(admin: &mut Client, sql: &str) {
     admin.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e)));
 }
 
-/// The clean set-up: a readable token and a fresh sync against the fake PagerDuty; a gated
-/// NOLOGIN role; NOINHERIT members with identities.
+/// The clean set-up (`e2e::team`): a readable token and a fresh sync against the fake
+/// PagerDuty; a gated NOLOGIN role; NOINHERIT members with identities; doctor clean.
 fn clean_setup() -> (Cluster, FakePagerDuty, Client) {
-    let (cluster, fake) = Cluster::start_with_pagerduty(&[], TOKEN);
-    let mut admin = cluster.connect();
-    run(
-        &mut admin,
-        "CREATE ROLE prod_admin NOLOGIN;
-         CREATE ROLE alice LOGIN NOINHERIT;
-         CREATE ROLE bob LOGIN NOINHERIT;
-         GRANT prod_admin TO alice, bob;
-         INSERT INTO oncall.identities VALUES ('alice', 'alice@example.com'), ('bob', 'bob@example.com');
-         SELECT oncall.gate_role('prod_admin');",
-    );
-    (cluster, fake, admin)
+    let t = team(&[]);
+    (t.cluster, t.fake, t.admin)
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn setting_findings_appear_and_their_fixes_clear_them() {
     fake.set_persistent_fault(Some(Fault::Status { code: 500, body: Some("{\"error\":\"boom\"}".into()), headers: vec![] }));
     let e = admin.batch_execute("SELECT oncall.refresh()").unwrap_err();
     assert!(error_text(&e).contains("failed"), "the refresh fails while PagerDuty does: {}", error_text(&e));
-    let stale_seen = wait_until(Duration::from_secs(8), || keys(&doctor(&mut admin)).contains(&("error".into(), "oncall.status()".into())));
+    let stale_seen = wait_until(PATIENCE, || keys(&doctor(&mut admin)).contains(&("error".into(), "oncall.status()".into())));
     assert!(stale_seen, "doctor() reports the stale sync: {:#?}", doctor(&mut admin));
     let f = expect_findings(&mut admin, &[("error", "oncall.status()")], "stale sync");
     let stale = finding(&f, "oncall.status()").clone();
@@ -324,4 +324,97 @@ fn createrole_holders_are_reported() {
         granted.unwrap_or_else(|e| panic!("GRANT as a CREATEROLE role: {}", error_text(&e)));
         assert!(reported, "doctor() reports role_admin (CREATEROLE): {f:#?}");
     }
+}
+
+#[test]
+fn doctor_reports_server_file_readers() {
+    let mut t = team(&[]);
+    ok(t.admin.batch_execute("CREATE ROLE filer LOGIN; GRANT pg_read_server_files TO filer; CREATE ROLE writer LOGIN; GRANT pg_write_server_files TO writer"), "roles");
+    let rows: Vec<(String, String)> = t
+        .admin
+        .query("SELECT object, problem FROM oncall.doctor() WHERE severity = 'error'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for role in ["filer", "writer"] {
+        assert!(
+            rows.iter().any(|(o, p)| o.contains(role) && p.contains("files")),
+            "doctor names {role} as able to read/write server files: {rows:#?}"
+        );
+    }
+    // …and the token file really is readable that way.
+    let mut filer = t.connect_as("filer");
+    let path: String = t.admin.query_one("SHOW pg_oncall.pagerduty_token_file", &[]).unwrap().get(0);
+    ok(filer.batch_execute("CREATE TEMP TABLE loot (t text)"), "temp");
+    ok(filer.batch_execute(&format!("COPY loot FROM {}", quote_literal(&path))), "COPY FROM the token file");
+    let loot: String = filer.query_one("SELECT t FROM loot", &[]).unwrap().get(0);
+    assert_eq!(loot, TOKEN, "why doctor must say so");
+}
+
+/// BYPASS B3 (notes/attacks.md): a NOINHERIT member of pg_read_server_files (directly or through
+/// a NOINHERIT role) is not reported by doctor, yet reads the token file after SET ROLE.
+#[test]
+fn doctor_reports_noinherit_server_file_readers() {
+    let mut t = team(&[]);
+    ok(
+        t.admin.batch_execute(
+            "CREATE ROLE filer LOGIN NOINHERIT; GRANT pg_read_server_files TO filer;
+             CREATE ROLE mid NOLOGIN NOINHERIT; GRANT pg_read_server_files TO mid;
+             CREATE ROLE filer2 LOGIN; GRANT mid TO filer2;",
+        ),
+        "roles",
+    );
+    let path: String = t.admin.query_one("SHOW pg_oncall.pagerduty_token_file", &[]).unwrap().get(0);
+    let mut filer = t.connect_as("filer");
+    ok(filer.batch_execute("SET ROLE pg_read_server_files; CREATE TEMP TABLE loot (t text)"), "SET ROLE");
+    ok(filer.batch_execute(&format!("COPY loot FROM {}", quote_literal(&path))), "COPY FROM the token file");
+    let loot: String = filer.query_one("SELECT t FROM loot", &[]).unwrap().get(0);
+    assert_eq!(loot, TOKEN, "filer read the token");
+    let rows: Vec<String> =
+        t.admin.query("SELECT object FROM oncall.doctor() WHERE severity = 'error'", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    for role in ["filer", "filer2"] {
+        assert!(rows.iter().any(|o| o.contains(role)), "doctor names {role}, who can SET ROLE pg_read_server_files: {rows:#?}");
+    }
+}
+
+/// Objects a gated role owns that others can use with its rights, its default privileges
+/// granted to others, and two roles resolving to one identity: each reported, each fix clears
+/// it.
+#[test]
+fn object_and_identity_findings_appear_and_their_fixes_clear_them() {
+    let (_cluster, _fake, mut admin) = clean_setup();
+    expect_clean(&mut admin, "clean set-up");
+
+    // A SECURITY DEFINER function owned by the gated role, executable by PUBLIC (the default).
+    run(&mut admin, "CREATE FUNCTION public.peek() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT x FROM work.secret $$; ALTER FUNCTION public.peek() OWNER TO prod_admin");
+    let f = expect_findings(&mut admin, &[("error", "function public.peek()")], "SECURITY DEFINER function of prod_admin");
+    let fun = finding(&f, "function public.peek()").clone();
+    assert!(fun.problem.contains("SECURITY DEFINER") && fun.problem.contains("PUBLIC"), "{fun:?}");
+    apply_fix(&mut admin, &fun.fix);
+    expect_clean(&mut admin, "after REVOKE EXECUTE … FROM PUBLIC");
+
+    // A view owned by the gated role, readable by PUBLIC.
+    run(&mut admin, "CREATE VIEW public.v AS SELECT x FROM work.secret; ALTER VIEW public.v OWNER TO prod_admin; GRANT SELECT ON public.v TO PUBLIC");
+    let f = expect_findings(&mut admin, &[("error", "view public.v")], "view of prod_admin readable by PUBLIC");
+    let view = finding(&f, "view public.v").clone();
+    assert!(view.problem.contains("PUBLIC"), "{view:?}");
+    apply_fix(&mut admin, &view.fix);
+    expect_clean(&mut admin, "after REVOKE SELECT … FROM PUBLIC");
+
+    // Default privileges of the gated role granted to bob.
+    run(&mut admin, "ALTER DEFAULT PRIVILEGES FOR ROLE prod_admin GRANT SELECT ON TABLES TO bob");
+    let f = expect_findings(&mut admin, &[("error", "default privileges of role prod_admin")], "default privileges to bob");
+    let defaults = finding(&f, "default privileges of role prod_admin").clone();
+    assert!(defaults.problem.contains("bob"), "{defaults:?}");
+    apply_fix(&mut admin, &defaults.fix.replace("<grantee>", "bob"));
+    expect_clean(&mut admin, "after revoking the default privileges");
+
+    // Two roles standing for one PagerDuty identity.
+    run(&mut admin, "CREATE ROLE alice2 LOGIN NOINHERIT; INSERT INTO oncall.identities VALUES ('alice2', 'Alice@Example.com')");
+    let f = expect_findings(&mut admin, &[("error", "identity alice@example.com")], "alice and alice2 are one identity");
+    let twins = finding(&f, "identity alice@example.com").clone();
+    assert!(twins.problem.contains("alice") && twins.problem.contains("alice2"), "{twins:?}");
+    run(&mut admin, "DELETE FROM oncall.identities WHERE role_name = 'alice2'");
+    expect_clean(&mut admin, "alice2 without an identity");
 }

@@ -1,45 +1,26 @@
 //! Elevations (DESIGN.md, "Elevations: accountability while privileged"): statement audit
 //! lines, the `oncall.elevations` record and each way an elevation ends, reasons, time limits,
-//! warnings, the bounded queue, and standbys.
+//! warnings, the bounded queue, and standbys. Each test on its own cluster (`e2e::team`, with
+//! the rule's extra arguments where the test needs them).
+//!
+//! | case | test |
+//! |---|---|
+//! | every statement of an elevation logged (nested, rolled back, escaped), counted and recorded with its reason | `statements_of_an_elevation_are_logged_counted_and_recorded` |
+//! | `reset`, `switch`, `session_end` (quit, terminated), `shift_end` | `every_end_reason_is_recorded` |
+//! | `max_duration` ends an elevation; a new switch starts another | `time_limit_ends_an_elevation_and_a_new_switch_starts_another` |
+//! | `require_reason` refuses a switch without one (blank too) | `require_reason_refuses_a_switch_without_one` |
+//! | one NOTICE per elevation when the end is near | `a_warning_once_when_the_end_is_near` |
+//! | `pg_oncall.log_statements` = none, ddl, mod, all | `log_statements_levels` |
+//! | a `SET role` function called per row is one elevation | `a_function_with_set_role_called_per_row_is_one_elevation` |
+//! | a full queue drops and counts | `a_full_queue_loses_what_it_counts` |
+//! | records survive a crash; open ones are closed at restart | `records_survive_a_crash_and_a_restart` |
+//! | a standby logs elevations but records none | `a_standby_logs_elevations_but_does_not_record_them` |
 
 use std::time::Duration;
 
 use e2e::*;
 use postgres::error::SqlState;
 use postgres::Client;
-
-const GATED: &str = "prod_admin";
-
-/// prod_admin gated (with `rule` as extra gate_role arguments), alice (NOINHERIT member, on call
-/// for an hour), a table prod_admin may write. Returns once alice may switch.
-fn setup(cluster: &Cluster, rule: &str) -> Client {
-    let mut admin = cluster.connect();
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE prod_admin NOLOGIN;
-             CREATE ROLE readers NOLOGIN;
-             CREATE ROLE alice LOGIN NOINHERIT;
-             GRANT prod_admin, readers TO alice;
-             CREATE SCHEMA work;
-             GRANT USAGE, CREATE ON SCHEMA work TO prod_admin;
-             CREATE TABLE work.t (x int);
-             GRANT SELECT, INSERT ON work.t TO prod_admin;
-             INSERT INTO oncall.identities VALUES ('alice', 'alice@example.com');
-             SELECT oncall.gate_role('prod_admin'{rule});
-             INSERT INTO oncall.shifts (source, email, starts_at, ends_at)
-                  VALUES ('manual', 'alice@example.com', now() - interval '1 minute', now() + interval '1 hour');"
-        ))
-        .unwrap_or_else(|e| panic!("set-up: {}", error_text(&e)));
-    let mut alice = cluster.connect_as("alice");
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            alice.query_one("SELECT oncall.check_oncall_access('prod_admin')", &[]).map(|r| r.get::<_, bool>(0)).unwrap_or(false)
-        }),
-        "the set-up reached the sessions\n{}",
-        cluster.log_tail()
-    );
-    admin
-}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Record {
@@ -81,7 +62,7 @@ fn records(admin: &mut Client) -> Vec<Record> {
 #[track_caller]
 fn records_until(cluster: &Cluster, admin: &mut Client, what: &str, f: impl Fn(&[Record]) -> bool) -> Vec<Record> {
     let mut last = Vec::new();
-    let ok = wait_until(Duration::from_secs(10), || {
+    let ok = wait_until(PATIENCE, || {
         last = records(admin);
         f(&last)
     });
@@ -89,19 +70,10 @@ fn records_until(cluster: &Cluster, admin: &mut Client, what: &str, f: impl Fn(&
     last
 }
 
-/// `pg_oncall: statement` lines after `offset`.
-fn statement_lines(cluster: &Cluster, offset: usize) -> Vec<String> {
-    cluster
-        .log_since(offset)
-        .lines()
-        .filter_map(|l| l.find("pg_oncall: statement ").map(|i| l[i + "pg_oncall: ".len()..].to_owned()))
-        .collect()
-}
-
 #[test]
 fn statements_of_an_elevation_are_logged_counted_and_recorded() {
-    let cluster = Cluster::start(&[]);
-    let mut admin = setup(&cluster, "");
+    let t = team_with_rule(&[], "");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     let mut alice = cluster.connect_as("alice");
     let offset = cluster.log_len();
     alice.batch_execute("SET pg_oncall.reason = 'INC-1234: disk full on db-3'").unwrap();
@@ -114,14 +86,14 @@ fn statements_of_an_elevation_are_logged_counted_and_recorded() {
     alice.batch_execute("RESET ROLE").unwrap();
     alice.batch_execute("SELECT 'not elevated any more'").unwrap();
 
-    let rows = records_until(&cluster, &mut admin, "one ended elevation", |r| r.len() == 1 && r[0].ended);
+    let rows = records_until(cluster, &mut admin, "one ended elevation", |r| r.len() == 1 && r[0].ended);
     let r = &rows[0];
     assert_eq!((r.session_user.as_str(), r.identity.as_deref(), r.role.as_str()), ("alice", Some("alice@example.com"), GATED));
     assert_eq!(r.route, "set_role");
     assert_eq!(r.reason.as_deref(), Some("INC-1234: disk full on db-3"));
     assert_eq!(r.end_reason.as_deref(), Some("reset"));
 
-    let lines = statement_lines(&cluster, offset);
+    let lines = statement_lines(cluster, offset);
     let id = format!("elevation={} ", r.id);
     assert!(lines.iter().all(|l| l.starts_with(&format!("statement {id}"))), "every line names the elevation:\n{}", lines.join("\n"));
     let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
@@ -139,8 +111,8 @@ fn statements_of_an_elevation_are_logged_counted_and_recorded() {
 
 #[test]
 fn every_end_reason_is_recorded() {
-    let cluster = Cluster::start(&[]);
-    let mut admin = setup(&cluster, "");
+    let t = team_with_rule(&[], "");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     // reset
     let mut alice = cluster.connect_as("alice");
     alice.batch_execute("SET ROLE prod_admin; SELECT 1; SET ROLE NONE").unwrap();
@@ -159,16 +131,16 @@ fn every_end_reason_is_recorded() {
     let mut late = cluster.connect_as("alice");
     late.batch_execute("SET ROLE prod_admin").unwrap();
     admin.batch_execute("DELETE FROM oncall.shifts WHERE email = 'alice@example.com'").unwrap();
-    assert!(wait_until(Duration::from_secs(5), || late.batch_execute("SELECT 1").is_err()), "refused once the shift ended");
-    let rows = records_until(&cluster, &mut admin, "five ended elevations", |r| r.len() == 5 && r.iter().all(|e| e.ended));
+    assert!(wait_until(PATIENCE, || late.batch_execute("SELECT 1").is_err()), "refused once the shift ended");
+    let rows = records_until(cluster, &mut admin, "five ended elevations", |r| r.len() == 5 && r.iter().all(|e| e.ended));
     let reasons: Vec<&str> = rows.iter().map(|r| r.end_reason.as_deref().unwrap_or("-")).collect();
     assert_eq!(reasons, ["reset", "switch", "session_end", "session_end", "shift_end"], "{rows:#?}");
 }
 
 #[test]
 fn time_limit_ends_an_elevation_and_a_new_switch_starts_another() {
-    let cluster = Cluster::start(&[]);
-    let mut admin = setup(&cluster, ", max_duration => '2 seconds'");
+    let t = team_with_rule(&[], ", max_duration => '2 seconds'");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     let mut alice = cluster.connect_as("alice");
     alice.batch_execute("SET ROLE prod_admin; SELECT 1").unwrap();
     let refused = wait_until(Duration::from_secs(10), || alice.batch_execute("SELECT 1").is_err());
@@ -183,15 +155,15 @@ fn time_limit_ends_an_elevation_and_a_new_switch_starts_another() {
     assert!(wait_until(Duration::from_secs(10), || alice.batch_execute("SELECT 1").is_err()), "the second elevation ends too");
     alice.batch_execute("SET ROLE prod_admin; SELECT 1").unwrap_or_else(|e| panic!("a switch from the expired role: {}", error_text(&e)));
     alice.batch_execute("RESET ROLE").unwrap();
-    let rows = records_until(&cluster, &mut admin, "three elevations", |r| r.len() == 3 && r.iter().all(|e| e.ended));
+    let rows = records_until(cluster, &mut admin, "three elevations", |r| r.len() == 3 && r.iter().all(|e| e.ended));
     let reasons: Vec<&str> = rows.iter().map(|r| r.end_reason.as_deref().unwrap_or("-")).collect();
     assert_eq!(reasons, ["max_duration", "max_duration", "reset"], "{rows:#?}");
 }
 
 #[test]
 fn require_reason_refuses_a_switch_without_one() {
-    let cluster = Cluster::start(&[]);
-    let mut admin = setup(&cluster, ", require_reason => true");
+    let t = team_with_rule(&[], ", require_reason => true");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     let mut alice = cluster.connect_as("alice");
     let e = alice.batch_execute("SET ROLE prod_admin").unwrap_err();
     let db = e.as_db_error().expect("a server error");
@@ -201,7 +173,7 @@ fn require_reason_refuses_a_switch_without_one() {
     alice.batch_execute("SET pg_oncall.reason = '   '").unwrap();
     assert!(alice.batch_execute("SET ROLE prod_admin").is_err(), "a blank reason is no reason");
     alice.batch_execute("SET pg_oncall.reason = 'INC-42'; SET ROLE prod_admin; RESET ROLE").unwrap();
-    let rows = records_until(&cluster, &mut admin, "one elevation", |r| r.len() == 1 && r[0].ended);
+    let rows = records_until(cluster, &mut admin, "one elevation", |r| r.len() == 1 && r[0].ended);
     assert_eq!(rows[0].reason.as_deref(), Some("INC-42"));
     let deny = cluster.log().lines().find(|l| l.contains("pg_oncall: deny ")).map(str::to_owned).expect("a deny line");
     assert!(deny.contains("reason=\"no reason given\""), "{deny}");
@@ -209,8 +181,8 @@ fn require_reason_refuses_a_switch_without_one() {
 
 #[test]
 fn a_warning_once_when_the_end_is_near() {
-    let cluster = Cluster::start(&["pg_oncall.warn_before_end = '10min'"]);
-    let mut admin = setup(&cluster, "");
+    let t = team_with_rule(&["pg_oncall.warn_before_end = '10min'"], "");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     admin
         .batch_execute("UPDATE oncall.shifts SET ends_at = now() + interval '5 minutes' WHERE email = 'alice@example.com'")
         .unwrap();
@@ -221,7 +193,7 @@ fn a_warning_once_when_the_end_is_near() {
     let mut alice = config.connect(postgres::NoTls).unwrap();
     let seen = |notices: &std::sync::Arc<std::sync::Mutex<Vec<String>>>| notices.lock().unwrap().iter().filter(|m| m.contains("ends at")).count();
     assert!(
-        wait_until(Duration::from_secs(5), || {
+        wait_until(PATIENCE, || {
             alice.batch_execute("SET ROLE prod_admin; SELECT 1; RESET ROLE").unwrap();
             seen(&notices) > 0
         }),
@@ -243,8 +215,8 @@ fn log_statements_levels() {
         ("mod", vec!["CREATE TABLE", "INSERT INTO"], vec!["SELECT 1"]),
         ("all", vec!["CREATE TABLE", "INSERT INTO", "SELECT 1"], vec![]),
     ] {
-        let cluster = Cluster::start(&[&format!("pg_oncall.log_statements = '{level}'")]);
-        setup(&cluster, "");
+        let t = team(&[&format!("pg_oncall.log_statements = '{level}'")]);
+        let cluster = &t.cluster;
         let offset = cluster.log_len();
         let mut alice = cluster.connect_as("alice");
         alice.batch_execute("SET ROLE prod_admin").unwrap();
@@ -253,7 +225,7 @@ fn log_statements_levels() {
         alice.batch_execute("CREATE TABLE work.made (x int)").unwrap();
         alice.batch_execute("RESET ROLE").unwrap();
         alice.batch_execute("SELECT 'sync point'").unwrap();
-        let lines = statement_lines(&cluster, offset);
+        let lines = statement_lines(cluster, offset);
         for l in logged {
             assert!(lines.iter().any(|x| x.contains(l)), "{level}: {l} is logged: {lines:#?}");
         }
@@ -265,8 +237,8 @@ fn log_statements_levels() {
 
 #[test]
 fn a_function_with_set_role_called_per_row_is_one_elevation() {
-    let cluster = Cluster::start(&[]);
-    let mut admin = setup(&cluster, "");
+    let t = team_with_rule(&[], "");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     admin
         .batch_execute(
             "CREATE FUNCTION public.as_admin(i int) RETURNS int LANGUAGE sql SET role = prod_admin AS $$ SELECT i $$;
@@ -277,14 +249,14 @@ fn a_function_with_set_role_called_per_row_is_one_elevation() {
     let n: i64 = alice.query_one("SELECT sum(public.as_admin(i)) FROM generate_series(1, 500) AS i", &[]).unwrap().get(0);
     assert_eq!(n, 125_250);
     alice.batch_execute("SELECT 'sync point'").unwrap();
-    let rows = records_until(&cluster, &mut admin, "one elevation", |r| r.len() == 1 && r[0].ended);
+    let rows = records_until(cluster, &mut admin, "one elevation", |r| r.len() == 1 && r[0].ended);
     assert_eq!(rows[0].route, "function_set");
 }
 
 #[test]
 fn a_full_queue_loses_what_it_counts() {
-    let cluster = Cluster::start(&["pg_oncall.elevation_queue_size = 16"]);
-    let mut admin = setup(&cluster, "");
+    let t = team_with_rule(&["pg_oncall.elevation_queue_size = 16"], "");
+    let (cluster, mut admin) = (&t.cluster, t.cluster.connect());
     let worker = cluster.worker_pid().expect("the worker runs");
     // SAFETY: SIGSTOP/SIGCONT to our own cluster's worker.
     unsafe { libc::kill(worker, libc::SIGSTOP) };
@@ -297,41 +269,42 @@ fn a_full_queue_loses_what_it_counts() {
     // SAFETY: as above.
     unsafe { libc::kill(worker, libc::SIGCONT) };
     assert_eq!(dropped, 24, "the drops are counted");
-    let rows = records_until(&cluster, &mut admin, "the first 8 elevations", |r| r.len() == 8 && r.iter().all(|e| e.ended));
+    let rows = records_until(cluster, &mut admin, "the first 8 elevations", |r| r.len() == 8 && r.iter().all(|e| e.ended));
     assert!(rows.iter().all(|r| r.end_reason.as_deref() == Some("reset")));
 }
 
 #[test]
 fn records_survive_a_crash_and_a_restart() {
-    let mut cluster = Cluster::start(&[]);
-    let mut admin = setup(&cluster, "");
-    let mut alice = cluster.connect_as("alice");
+    let mut t = team(&[]);
+    let mut admin = t.cluster.connect();
+    let mut alice = t.cluster.connect_as("alice");
     alice.batch_execute("SET ROLE prod_admin; SELECT 1; RESET ROLE").unwrap();
     alice.batch_execute("SET ROLE prod_admin; SELECT 1").unwrap();
-    records_until(&cluster, &mut admin, "one ended, one open", |r| r.len() == 2 && r[0].ended && !r[1].ended);
+    records_until(&t.cluster, &mut admin, "one ended, one open", |r| r.len() == 2 && r[0].ended && !r[1].ended);
     drop(alice);
     drop(admin);
-    cluster.crash_and_restart();
-    let mut admin = cluster.connect();
-    let rows = records_until(&cluster, &mut admin, "both ended", |r| r.len() == 2 && r.iter().all(|e| e.ended));
+    t.cluster.crash_and_restart();
+    let mut admin = t.cluster.connect();
+    let rows = records_until(&t.cluster, &mut admin, "both ended", |r| r.len() == 2 && r.iter().all(|e| e.ended));
     assert_eq!(rows[0].end_reason.as_deref(), Some("reset"));
     assert_eq!(rows[1].end_reason.as_deref(), Some("session_end"), "the open one is closed after the restart");
 }
 
 #[test]
 fn a_standby_logs_elevations_but_does_not_record_them() {
-    let primary = Cluster::start(&[]);
-    let mut admin = setup(&primary, "");
-    let standby = Cluster::standby_of(&primary);
+    let t = team(&[]);
+    let primary = &t.cluster;
+    let mut admin = primary.connect();
+    let standby = Cluster::standby_of(primary);
     let offset = standby.log_len();
     let mut alice = standby.connect_as("alice");
     alice.batch_execute("SET ROLE prod_admin; SELECT count(*) FROM work.t; RESET ROLE").unwrap();
     assert!(
-        standby.wait_for_log(offset, "pg_oncall: statement ", Duration::from_secs(5)),
+        standby.wait_for_log(offset, "pg_oncall: statement ", PATIENCE),
         "the standby logs the statement\n{}",
         standby.log_tail()
     );
-    assert!(standby.wait_caught_up(&primary, Duration::from_secs(10)));
+    assert!(standby.wait_caught_up(primary, PATIENCE));
     assert!(records(&mut admin).is_empty(), "nothing recorded on the primary");
     assert!(records(&mut standby.connect()).is_empty(), "nothing recorded on the standby");
 }

@@ -5,8 +5,6 @@
 //! functions' input cases run as a non-superuser (a superuser would be answered before the
 //! input is looked at).
 
-use std::time::Duration;
-
 use e2e::*;
 use postgres::error::SqlState;
 use postgres::Client;
@@ -156,8 +154,8 @@ fn decision_functions_take_bad_input_calmly() {
     // identity is never on call: a gated role answers false, anything else true).
     runs(&mut admin, "CREATE ROLE gated_x NOLOGIN; SELECT oncall.gate_role('gated_x')");
     assert!(
-        wait_until(Duration::from_secs(5), || bool_of(&mut plain, "SELECT oncall.check_oncall_access('gated_x')") == Some(false)),
-        "the gated role is not refused to plain_user within 5 s\n{}",
+        wait_until(PATIENCE, || bool_of(&mut plain, "SELECT oncall.check_oncall_access('gated_x')") == Some(false)),
+        "the gated role is not refused to plain_user within {PATIENCE:?}\n{}",
         cluster.log_tail()
     );
     let cases: &[(&str, Option<bool>)] = &[
@@ -258,4 +256,47 @@ fn doctor_reports_an_inheriting_member_and_the_fix_clears_it() {
         runs(&mut admin, "GRANT doc_admin TO doc_member WITH INHERIT FALSE");
     }
     assert_eq!(count(&mut admin), 0);
+}
+
+#[test]
+fn privileges_are_refused_to_a_plain_role_and_granted_to_pg_monitor() {
+    let cluster = Cluster::start(&[]);
+    let mut admin = cluster.connect();
+    create_login_role(&mut admin, "plain@x.test");
+    let mut s = cluster.connect_as("plain@x.test");
+    // Everyone may ask.
+    for sql in [
+        "SELECT oncall.check_oncall_access()",
+        "SELECT oncall.check_oncall_access('postgres')",
+        "SELECT oncall.is_on_call('someone@x.test')",
+        "SELECT oncall.is_on_call('someone@x.test', 2, '{EP1}')",
+        "SELECT * FROM oncall.whoami()",
+    ] {
+        s.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e)));
+    }
+    // Only superusers may write or sync; status and stats need pg_monitor.
+    let denied = [
+        "SELECT oncall.refresh()",
+        "SELECT oncall.refresh(wait => false)",
+        "SELECT * FROM oncall.shifts",
+        "INSERT INTO oncall.shifts (source, email) VALUES ('manual', 'plain@x.test')",
+        "SELECT * FROM oncall.identities",
+        "INSERT INTO oncall.identities VALUES ('plain@x.test', 'other@x.test')",
+        "SELECT * FROM oncall.gated_roles",
+        "UPDATE oncall.sync_state SET last_success_at = now()",
+        "SELECT oncall.override('plain@x.test', '1 hour', 'self-service')",
+        "SELECT oncall.gate_role('plain@x.test')",
+        "SELECT oncall.ungate_role('plain@x.test')",
+        "SELECT oncall._reload_after_commit()",
+        "SELECT * FROM oncall.status()",
+        "SELECT * FROM oncall.stats()",
+    ];
+    for sql in denied {
+        let e = s.batch_execute(sql).expect_err(sql);
+        assert_eq!(e.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{sql}: {}", error_text(&e));
+    }
+    assert!(!check_access(&mut s), "nothing the plain role tried put it on call");
+    admin.batch_execute("GRANT pg_monitor TO \"plain@x.test\"").unwrap();
+    let mut monitor = cluster.connect_as("plain@x.test");
+    monitor.batch_execute("SELECT * FROM oncall.status(); SELECT * FROM oncall.stats();").unwrap_or_else(|e| panic!("pg_monitor: {}", error_text(&e)));
 }

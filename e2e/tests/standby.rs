@@ -3,6 +3,18 @@
 //! synced, its worker neither syncs nor writes nor needs the token, changes on the primary reach
 //! its decisions within seconds, it fails closed by `max_staleness` when replication stops, and
 //! it enforces the copied `pg_oncall.snapshot` from its first connection.
+//!
+//! | case | test |
+//! |---|---|
+//! | the standby enforces what the primary synced (SET ROLE, check_oncall_access, whoami) | `standby_enforces_what_the_primary_synced` |
+//! | its worker neither syncs nor writes nor needs the token, also after a reload with one | `standby_worker_neither_syncs_nor_writes_nor_needs_the_token` |
+//! | PagerDuty and manual changes on the primary reach the standby's decisions | `primary_changes_reach_standby_decisions_within_seconds` |
+//! | replication paused, the primary stopped: fails closed after `max_staleness` (manual shifts stay) | `standby_fails_closed_when_replication_stops` |
+//! | the copied on-disk snapshot enforces from the first connection, even when the worker cannot load | `standby_enforces_the_copied_snapshot_from_its_first_connection` |
+//! | `oncall.refresh()` on a standby says the sync happens on the primary | `refresh_on_a_standby_says_sync_happens_on_the_primary` |
+//! | the standby's idle worker sleeps between its 1 s reload polls | `standby_worker_sleeps_between_reload_polls` |
+//!
+//! Elevations on a standby: `elevations.rs::a_standby_logs_elevations_but_does_not_record_them`.
 
 use std::time::Duration;
 
@@ -10,9 +22,6 @@ use e2e::*;
 use fake_pagerduty::{oncall, FakePagerDuty};
 use postgres::error::{DbError, SqlState};
 use postgres::Client;
-
-const TOKEN: &str = "e2eTok-Stby4Kp8Zr2Qw";
-const GATED: &str = "prod_admin";
 
 // ------------------------------------------------------------------ helpers
 
@@ -35,32 +44,15 @@ fn primary_with_team(extra_conf: &[&str]) -> (Cluster, FakePagerDuty) {
         )
         .unwrap_or_else(|e| panic!("team set-up: {}", error_text(&e)));
     fake.set_oncalls(vec![oncall("alice@example.com", "EP1", 1)]);
-    refresh(&primary);
+    primary.refresh();
     let mut alice = primary.connect_as("alice");
     let mut bob = primary.connect_as("bob");
     assert!(
-        wait_until(Duration::from_secs(5), || may_assume(&mut alice) && !may_assume(&mut bob)),
-        "the primary did not decide from the synced shifts within 5 s\n{}",
+        wait_until(PATIENCE, || may_assume(&mut alice, GATED) && !may_assume(&mut bob, GATED)),
+        "the primary did not decide from the synced shifts\n{}",
         primary.log_tail()
     );
     (primary, fake)
-}
-
-/// `SELECT oncall.refresh()` on the primary.
-#[track_caller]
-fn refresh(primary: &Cluster) {
-    primary
-        .connect()
-        .batch_execute("SELECT oncall.refresh()")
-        .unwrap_or_else(|e| panic!("oncall.refresh() on the primary: {}\n{}", error_text(&e), primary.log_tail()));
-}
-
-/// `oncall.check_oncall_access('prod_admin')` in this session.
-fn may_assume(session: &mut Client) -> bool {
-    session
-        .query_one("SELECT oncall.check_oncall_access($1::text::name)", &[&GATED])
-        .unwrap_or_else(|e| panic!("check_oncall_access({GATED}): {}", error_text(&e)))
-        .get(0)
 }
 
 /// `SET ROLE prod_admin` and a statement as that role (checking `current_user`), then
@@ -83,7 +75,7 @@ fn set_role(session: &mut Client) -> Result<(), DbError> {
 
 /// Asserts that `SET ROLE prod_admin` is refused with 42501 and a DETAIL containing `reason`.
 #[track_caller]
-fn assert_refused(session: &mut Client, who: &str, reason: &str) {
+fn assert_switch_refused(session: &mut Client, who: &str, reason: &str) {
     match set_role(session) {
         Ok(()) => panic!("{who}: SET ROLE {GATED} succeeded, expected a refusal"),
         Err(db) => {
@@ -96,7 +88,7 @@ fn assert_refused(session: &mut Client, who: &str, reason: &str) {
 }
 
 #[track_caller]
-fn assert_allowed(session: &mut Client, who: &str) {
+fn assert_switch_allowed(session: &mut Client, who: &str) {
     if let Err(db) = set_role(session) {
         panic!("{who}: SET ROLE {GATED} refused: {} DETAIL: {:?}", db.message(), db.detail());
     }
@@ -142,7 +134,7 @@ fn standby_enforces_what_the_primary_synced() {
     assert!(standby.in_recovery() && !primary.in_recovery());
 
     let mut alice = standby.connect_as("alice");
-    assert_allowed(&mut alice, "alice on the standby");
+    assert_switch_allowed(&mut alice, "alice on the standby");
     assert!(check_access(&mut alice), "check_oncall_access() on the standby: alice is on call");
     let (on_call, assumable): (bool, Vec<String>) = {
         let r = alice.query_one("SELECT on_call, assumable_roles FROM oncall.whoami()", &[]).unwrap();
@@ -151,7 +143,7 @@ fn standby_enforces_what_the_primary_synced() {
     assert!(on_call && assumable == [GATED], "whoami() on the standby: on_call {on_call}, assumable {assumable:?}");
 
     let mut bob = standby.connect_as("bob");
-    assert_refused(&mut bob, "bob on the standby", "not on call");
+    assert_switch_refused(&mut bob, "bob on the standby", "not on call");
     assert!(!check_access(&mut bob), "check_oncall_access() on the standby: bob is not on call");
     let user: String = bob.query_one("SELECT current_user::text", &[]).unwrap().get(0);
     assert_eq!(user, "bob", "the refusal left bob's role unchanged");
@@ -177,13 +169,15 @@ fn standby_worker_neither_syncs_nor_writes_nor_needs_the_token() {
     // It enforces without a token.
     let mut alice = standby.connect_as("alice");
     let mut bob = standby.connect_as("bob");
-    assert_allowed(&mut alice, "alice on a standby without a token");
-    assert_refused(&mut bob, "bob on a standby without a token", "not on call");
+    assert_switch_allowed(&mut alice, "alice on a standby without a token");
+    assert_switch_refused(&mut bob, "bob on a standby without a token", "not on call");
 
-    // A few seconds of running (three reload polls): no request, no sync or write attempt,
-    // and the same worker all along.
+    // Something that must NOT happen: a sync. A worker syncs, if it does, in the same loop turn
+    // as the reload it makes at start; the sync point (a probe committed on the primary, seen
+    // and then seen gone on the standby) waits for two later turns, so a sync would have been
+    // made (and its request received) by then. The same worker all along.
     let worker = standby.worker_pid().expect("the standby's sync worker runs");
-    std::thread::sleep(Duration::from_secs(3));
+    standby.sync_point();
     assert_eq!(standby.worker_pid(), Some(worker), "the standby's sync worker kept running\n{}", standby.log_tail());
     assert!(fake.requests().is_empty(), "the standby called PagerDuty: {:?}", fake.requests());
     let log = standby.log();
@@ -192,12 +186,14 @@ fn standby_worker_neither_syncs_nor_writes_nor_needs_the_token() {
     // A readable token and a reload (which makes a primary's worker sync at once) change nothing.
     let token = standby.token_file(TOKEN);
     standby.alter_system("pg_oncall.pagerduty_token_file", &quote_literal(&token.to_string_lossy()));
-    std::thread::sleep(Duration::from_secs(3));
+    // As above: the worker handles the reload at the top of a loop turn, where a primary's
+    // would sync; two later turns have passed after the sync point.
+    standby.sync_point();
     assert!(fake.requests().is_empty(), "the standby called PagerDuty after a reload with a token: {:?}", fake.requests());
     let log = standby.log();
     assert!(sync_or_write_lines(&log).is_empty(), "sync or write attempts in the standby's log: {:?}", sync_or_write_lines(&log));
-    assert_allowed(&mut alice, "alice after the reload");
-    assert_refused(&mut bob, "bob after the reload", "not on call");
+    assert_switch_allowed(&mut alice, "alice after the reload");
+    assert_switch_refused(&mut bob, "bob after the reload", "not on call");
     // The status the standby shows is the primary's, replicated.
     let status = "SELECT last_success_at::text, syncs_ok, syncs_failed FROM oncall.status()";
     let on_standby: (Option<String>, i64, i64) = {
@@ -221,26 +217,26 @@ fn primary_changes_reach_standby_decisions_within_seconds() {
     let mut alice = standby.connect_as("alice");
     let mut bob = standby.connect_as("bob");
     let mut carol = standby.connect_as("carol");
-    assert_refused(&mut bob, "bob before the handover", "not on call");
-    assert_allowed(&mut carol, "carol with her manual shift");
+    assert_switch_refused(&mut bob, "bob before the handover", "not on call");
+    assert_switch_allowed(&mut carol, "carol with her manual shift");
 
     // Handover in PagerDuty, synced on the primary: bob on, alice off, on the standby.
     fake.set_oncalls(vec![oncall("bob@example.com", "EP1", 1)]);
-    refresh(&primary);
-    let limit = Duration::from_secs(5);
-    within("PagerDuty handover → bob allowed on the standby", limit, &standby, || may_assume(&mut bob));
-    within("PagerDuty handover → alice refused on the standby", limit, &standby, || !may_assume(&mut alice));
-    assert_allowed(&mut bob, "bob after the handover");
-    assert_refused(&mut alice, "alice after the handover", "not on call");
+    primary.refresh();
+    let limit = Duration::from_secs(10);
+    within("PagerDuty handover → bob allowed on the standby", limit, &standby, || may_assume(&mut bob, GATED));
+    within("PagerDuty handover → alice refused on the standby", limit, &standby, || !may_assume(&mut alice, GATED));
+    assert_switch_allowed(&mut bob, "bob after the handover");
+    assert_switch_refused(&mut alice, "alice after the handover", "not on call");
 
     // Revoking a manual shift on the primary revokes on the standby (manual shifts never go
     // stale: only replication can end this access), and a new one grants.
     admin.execute("DELETE FROM oncall.shifts WHERE email = 'carol@example.com'", &[]).unwrap();
-    within("manual shift deleted on the primary → carol refused on the standby", limit, &standby, || !may_assume(&mut carol));
-    assert_refused(&mut carol, "carol after her shift was deleted", "not on call");
+    within("manual shift deleted on the primary → carol refused on the standby", limit, &standby, || !may_assume(&mut carol, GATED));
+    assert_switch_refused(&mut carol, "carol after her shift was deleted", "not on call");
     add_manual_shift(&mut admin, "carol@example.com");
-    within("manual shift inserted on the primary → carol allowed on the standby", limit, &standby, || may_assume(&mut carol));
-    assert_allowed(&mut carol, "carol with a new manual shift");
+    within("manual shift inserted on the primary → carol allowed on the standby", limit, &standby, || may_assume(&mut carol, GATED));
+    assert_switch_allowed(&mut carol, "carol with a new manual shift");
 }
 
 #[test]
@@ -256,32 +252,46 @@ fn standby_fails_closed_when_replication_stops() {
     let mut admin = standby.connect();
     let stale = |c: &mut Client| -> bool { c.query_one("SELECT stale FROM oncall.status()", &[]).unwrap().get(0) };
 
-    holds_for("alice allowed on the standby while replication runs (longer than max_staleness)", max_staleness + Duration::from_secs(1), || {
-        may_assume(&mut alice)
-    });
-    assert_allowed(&mut alice, "alice while replicating");
-    assert_allowed(&mut carol, "carol (manual shift) while replicating");
+    // Something that must NOT happen while replication runs: staleness. Alice stays allowed
+    // until the standby has replayed a sync that succeeded more than max_staleness after the
+    // first one it saw — had the standby judged by its own clock or an old sync, she would
+    // have been refused by then.
+    let last_success = |c: &mut Client| -> chrono::DateTime<chrono::Utc> {
+        c.query_one("SELECT last_success_at FROM oncall.status()", &[]).unwrap().get::<_, Option<_>>(0).expect("a successful sync")
+    };
+    let first = last_success(&mut admin);
+    let later = first + chrono::Duration::from_std(max_staleness).unwrap() + chrono::Duration::seconds(1);
+    assert!(
+        wait_until(max_staleness + PATIENCE, || {
+            assert!(may_assume(&mut alice, GATED), "alice refused on the standby while replication runs\n{}", standby.log_tail());
+            last_success(&mut admin) > later
+        }),
+        "the standby did not replay a sync newer than max_staleness after {first}\n{}",
+        standby.log_tail()
+    );
+    assert_switch_allowed(&mut alice, "alice while replicating");
+    assert_switch_allowed(&mut carol, "carol (manual shift) while replicating");
     assert!(!stale(&mut admin), "oncall.status() on the standby: fresh while replicating");
 
     // 1. Replication paused, both servers up: PagerDuty shifts stop granting on the standby.
     standby.pause_replication();
-    let limit = max_staleness + Duration::from_secs(5);
+    let limit = max_staleness + PATIENCE;
     within("replication paused → alice refused (stale) on the standby", limit, &standby, || refused_as_stale(&mut alice));
-    assert!(!may_assume(&mut alice), "check_oncall_access agrees");
-    assert_allowed(&mut carol, "carol (manual shift) while replication is paused");
+    assert!(!may_assume(&mut alice, GATED), "check_oncall_access agrees");
+    assert_switch_allowed(&mut carol, "carol (manual shift) while replication is paused");
     assert!(stale(&mut admin), "oncall.status() on the standby: stale");
-    assert!(may_assume(&mut primary.connect_as("alice")), "the primary, still syncing, keeps granting alice");
+    assert!(may_assume(&mut primary.connect_as("alice"), GATED), "the primary, still syncing, keeps granting alice");
 
     // Replication resumed: fresh again.
     standby.resume_replication();
-    within("replication resumed → alice allowed again on the standby", Duration::from_secs(10), &standby, || may_assume(&mut alice));
-    assert_allowed(&mut alice, "alice after the resume");
+    within("replication resumed → alice allowed again on the standby", PATIENCE, &standby, || may_assume(&mut alice, GATED));
+    assert_switch_allowed(&mut alice, "alice after the resume");
 
     // 2. The primary goes away: the standby keeps serving reads and fails closed.
     primary.stop();
     within("primary stopped → alice refused (stale) on the standby", limit, &standby, || refused_as_stale(&mut alice));
-    assert_refused(&mut alice, "alice with the primary gone", "stale");
-    assert_allowed(&mut carol, "carol (manual shift) with the primary gone");
+    assert_switch_refused(&mut alice, "alice with the primary gone", "stale");
+    assert_switch_allowed(&mut carol, "carol (manual shift) with the primary gone");
     assert!(check_access(&mut standby.connect_as("carol")), "a new session of carol's is on call too");
     assert!(standby.in_recovery(), "still a standby");
 }
@@ -298,24 +308,24 @@ fn standby_enforces_the_copied_snapshot_from_its_first_connection() {
         .no_wait_ready()
         .start_standby(&primary);
     let mut bob = standby.connect_as("bob");
-    assert_refused(&mut bob, "bob at the first connection to a standby whose worker cannot load", "not on call");
+    assert_switch_refused(&mut bob, "bob at the first connection to a standby whose worker cannot load", "not on call");
     let mut alice = standby.connect_as("alice");
-    assert_allowed(&mut alice, "alice at the first connection to a standby whose worker cannot load");
+    assert_switch_allowed(&mut alice, "alice at the first connection to a standby whose worker cannot load");
     assert!(
-        standby.wait_for_log(offset, "does not exist; waiting", Duration::from_secs(10)),
+        standby.wait_for_log(offset, "does not exist; waiting", PATIENCE),
         "the launcher waits for the missing database\n{}",
         standby.log_tail()
     );
     assert_eq!(standby.worker_pid(), None, "no sync worker runs");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_refused(&mut standby.connect_as("bob"), "bob 2 s later", "not on call");
-    assert_allowed(&mut standby.connect_as("alice"), "alice 2 s later");
+    // The launcher has given up loading (it said so): still enforced, from the copied file.
+    assert_switch_refused(&mut standby.connect_as("bob"), "bob once the launcher waits", "not on call");
+    assert_switch_allowed(&mut standby.connect_as("alice"), "alice once the launcher waits");
     drop(standby);
 
     // A normal standby: enforced from the very first connection, whether the worker has loaded yet or not.
     let standby = Cluster::builder().no_wait_ready().start_standby(&primary);
-    assert_refused(&mut standby.connect_as("bob"), "bob at the first connection to a fresh standby", "not on call");
-    assert_allowed(&mut standby.connect_as("alice"), "alice at the first connection to a fresh standby");
+    assert_switch_refused(&mut standby.connect_as("bob"), "bob at the first connection to a fresh standby", "not on call");
+    assert_switch_allowed(&mut standby.connect_as("alice"), "alice at the first connection to a fresh standby");
 }
 
 #[test]
@@ -332,7 +342,7 @@ fn refresh_on_a_standby_says_sync_happens_on_the_primary() {
     }
     assert!(fake.requests().is_empty(), "refresh() on the standby reached PagerDuty: {:?}", fake.requests());
     // The primary still syncs on request.
-    refresh(&primary);
+    primary.refresh();
     assert!(!fake.requests().is_empty(), "refresh() on the primary calls PagerDuty");
 }
 
@@ -352,6 +362,7 @@ fn standby_worker_sleeps_between_reload_polls() {
     let standby = Cluster::standby_of(&primary);
     let worker = standby.worker_pid().expect("the standby's sync worker runs");
     let before = wakeups(worker);
+    // A rate measured over a fixed interval (not a wait for something to happen).
     std::thread::sleep(Duration::from_secs(3));
     let woke = wakeups(worker) - before;
     assert_eq!(standby.worker_pid(), Some(worker), "the same worker all along");

@@ -3,8 +3,6 @@
 //! exactly the schema of a fresh install, and is enforced by the new library before and after
 //! the update.
 
-use std::time::Duration;
-
 use e2e::*;
 use postgres::Client;
 
@@ -23,7 +21,7 @@ fn schema(cluster: &Cluster) -> String {
            FROM pg_catalog.pg_depend AS d, pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) AS o
           WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
             AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension AS e WHERE e.extname = 'pg_oncall')
-            -- A table's row type, and its array type (a member of its own on 17), go with the table.
+            -- A table's row type, and (a member from PostgreSQL 17) its array type, go with the table.
             AND NOT (d.classid = 'pg_catalog.pg_type'::regclass
                      AND EXISTS (SELECT FROM pg_catalog.pg_type AS t
                                   WHERE t.oid = d.objid
@@ -85,16 +83,12 @@ fn fill(admin: &mut Client) {
 /// Whether `user` may SET ROLE prod_admin (waiting for the snapshot to catch up).
 fn may_switch(cluster: &Cluster, user: &str) -> bool {
     let mut session = cluster.connect_as(user);
-    wait_until(Duration::from_secs(5), || session.batch_execute("SET ROLE prod_admin; RESET ROLE").is_ok())
+    wait_until(PATIENCE, || session.batch_execute("SET ROLE prod_admin; RESET ROLE").is_ok())
 }
 
 /// Whether `user` may SET ROLE prod_admin once every committed change reached the snapshot.
 fn may_switch_now(cluster: &Cluster, user: &str) -> bool {
-    let mut admin = cluster.connect();
-    admin.execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', $1)", &[&PROBE_EMAIL]).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || is_on_call(&mut admin, PROBE_EMAIL)), "the snapshot follows the tables");
-    admin.execute("DELETE FROM oncall.shifts WHERE email = $1", &[&PROBE_EMAIL]).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || !is_on_call(&mut admin, PROBE_EMAIL)), "the snapshot follows the tables");
+    cluster.sync_point();
     cluster.connect_as(user).batch_execute("SET ROLE prod_admin").is_ok()
 }
 

@@ -1,18 +1,13 @@
-//! Security suite, part 3: no code but pg_oncall's runs inside pg_oncall (DESIGN.md guarantee 8,
-//! issue 9 "Foreign code runs as superuser").
+//! DESIGN.md guarantee 8: no code but pg_oncall's runs inside pg_oncall (issue 9, "Foreign
+//! code runs as superuser").
 //!
 //! | case | test |
 //! |---|---|
 //! | `GRANT CREATE ON SCHEMA public TO PUBLIC` (a cluster upgraded from PG ≤ 14); a non-superuser plants exact-match operators, functions and aggregates in `public` for what pg_oncall's SQL and worker call; a superuser runs every `oncall.*` function, writes every table, the worker syncs, reloads and restarts, the extension is dropped and created again: none of the planted code ever runs | `planted_operators_and_functions_in_public_never_run` |
 //! | the same, with the superuser's `search_path = public, pg_catalog` (public first) | `planted_code_never_runs_even_with_public_first_in_search_path` |
 
-mod sec_common;
-
-use std::time::Duration;
-
 use e2e::*;
 use fake_pagerduty::oncall;
-use sec_common::*;
 
 /// (operator, left type, right type, result type, pg_catalog expression over a and b)
 const OPERATORS: &[(&str, &str, &str, &str)] = &[
@@ -185,7 +180,7 @@ fn foreign_code_case(search_path: &str) {
     }
     // The worker reloads after those commits, syncs again, and restarts.
     ok(admin.batch_execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', 'reload-probe@example.com')"), "probe");
-    assert!(wait_until(Duration::from_secs(5), || is_on_call(&mut admin, "reload-probe@example.com")), "the worker reloaded");
+    assert!(wait_until(PATIENCE, || is_on_call(&mut admin, "reload-probe@example.com")), "the worker reloaded");
     ok(admin.batch_execute("SELECT oncall.refresh()"), "sync");
     drop((su, admin, mallory));
     t.cluster.restart();
@@ -195,7 +190,7 @@ fn foreign_code_case(search_path: &str) {
     // DROP and CREATE EXTENSION again (the script runs with mallory's objects in place).
     ok(admin.batch_execute("DROP EXTENSION pg_oncall; CREATE EXTENSION pg_oncall"), "re-create the extension");
     ok(admin.batch_execute("INSERT INTO oncall.shifts (source, email) VALUES ('manual', 'after-recreate@example.com')"), "probe");
-    assert!(wait_until(Duration::from_secs(10), || is_on_call(&mut admin, "after-recreate@example.com")), "the worker loads the new extension");
+    assert!(wait_until(PATIENCE, || is_on_call(&mut admin, "after-recreate@example.com")), "the worker loads the new extension");
     ok(admin.batch_execute("SELECT oncall.refresh()"), "sync into the new extension");
     t.admin = admin;
 
