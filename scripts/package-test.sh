@@ -130,7 +130,7 @@ tree_pg_config=$(PG_CONFIG=$installation_pg_config bash scripts/pgtree.sh --payl
 lib=$("$tree_pg_config" --pkglibdir)/pg_oncall.so
 cmp -s "$lib" "$root/usr/lib/postgresql/$major/lib/pg_oncall.so" || fail "the tree's library is not the package's"
 say "private tree with the package's files: $tree_pg_config"
-PG_CONFIG=$tree_pg_config PG_ONCALL_PACKAGE=$deb nice cargo test -p e2e --test packages -- --ignored --test-threads=1 ||
+PG_CONFIG=$tree_pg_config PG_ONCALL_PACKAGE=$deb nice cargo test -p e2e --test packages -- --test-threads=1 ||
     fail "the package's payload failed in a PostgreSQL $major cluster (e2e/tests/packages.rs)"
 
 # ---------------------------------------------------------------- 5. removal

@@ -3,7 +3,8 @@
 //! root with dpkg, makes a private tree of the major whose pg_oncall files are exactly those
 //! the package installed (`scripts/pgtree.sh --payload`), and points `PG_CONFIG` at it and
 //! `PG_ONCALL_PACKAGE` at the `.deb`. The harness checks that every cluster maps that tree's
-//! library. Ignored in the ordinary suite, whose tree holds the library just built instead.
+//! library. Not part of the ordinary suite (`test = false` in e2e/Cargo.toml), whose tree holds the
+//! library just built instead.
 //!
 //!   bash scripts/package-test.sh 15
 
@@ -76,7 +77,6 @@ fn gate_smoke(cluster: &Cluster, what: &str) {
 }
 
 #[test]
-#[ignore = "run by scripts/package-test.sh against the files a .deb installed"]
 fn the_package_creates_the_extension_and_gates() {
     let version = version();
     let cluster = Cluster::start(&[]);
@@ -97,7 +97,6 @@ fn the_package_creates_the_extension_and_gates() {
 }
 
 #[test]
-#[ignore = "run by scripts/package-test.sh against the files a .deb installed"]
 fn the_package_updates_every_release_in_place() {
     let version = version();
     for &old in RELEASED {
@@ -126,7 +125,6 @@ fn the_package_updates_every_release_in_place() {
 /// (Before the restart an update that adds C functions fails: PostgreSQL resolves them in the
 /// library the backend already loaded under that file name, the old one.) No way back down.
 #[test]
-#[ignore = "run by scripts/package-test.sh against the files a .deb installed"]
 fn package_then_restart_then_update_and_never_back() {
     let version = version();
     let old = RELEASED[0];
